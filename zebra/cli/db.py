@@ -1,0 +1,3 @@
+"""CLI commands for db (being written)."""
+
+from __future__ import annotations

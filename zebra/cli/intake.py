@@ -1,0 +1,3 @@
+"""CLI commands for intake (being written)."""
+
+from __future__ import annotations

@@ -1,0 +1,170 @@
+"""Settings: one TOML file plus ``ZEBRA_*`` environment variables.
+
+Precedence, highest first: keyword arguments, environment variables (``ZEBRA_DATA_DIR``,
+``ZEBRA_STORE__URL``, ``ZEBRA_INTAKE__MAX_FILE_BYTES`` ...; ``__`` separates a section from its key), the
+settings file, then the defaults below. The settings file is ``$ZEBRA_CONFIG`` when set, otherwise
+``./zebra.toml`` when it exists, otherwise ``<data_dir>/zebra.toml``.
+
+The data directory (``$ZEBRA_DATA_DIR``, default ``~/.zebra``) holds the database, index bundles, model
+checkpoints, uploads and run outputs; see ``docs/configuration.md``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from zebra.errors import ConfigError
+
+MiB = 1024 * 1024
+
+
+class StoreSettings(BaseModel):
+    """Database settings."""
+
+    #: SQLAlchemy URL. ``None`` means SQLite at ``<data_dir>/zebra.db``.
+    url: str | None = None
+    echo: bool = False
+
+
+class IntakeSettings(BaseModel):
+    """Limits that protect medical-image parsing from hostile or accidental huge inputs."""
+
+    max_file_bytes: int = 512 * MiB
+    max_total_bytes: int = 2048 * MiB
+    max_files: int = 4096
+    max_frames: int = 2048
+    max_dimension: int = 8192
+    max_pixels: int = 1 << 28
+    max_zip_ratio: int = 200
+    #: NIfTI slices kept for a volume (chosen around the centre of the axial extent).
+    nifti_slices: int = 32
+
+
+class ModelSettings(BaseModel):
+    """Backend specs (``builtin``, ``hf:/path``, ``openai:http://...``, ``st:/path``)."""
+
+    text_embedder: str = "builtin"
+    image_embedder: str = "builtin"
+    vlm: str = "builtin"
+    reasoner: str = "builtin"
+    device: str = "cpu"
+
+
+class ServerSettings(BaseModel):
+    """Web server settings."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_upload_bytes: int = 256 * MiB
+    max_upload_files: int = 1024
+    session_ttl_hours: int = 12
+
+
+class Settings(BaseSettings):
+    """All of Zebra's settings."""
+
+    model_config = SettingsConfigDict(env_prefix="ZEBRA_", env_nested_delimiter="__", extra="forbid")
+
+    data_dir: Path = Field(default_factory=lambda: Path.home() / ".zebra")
+    log_level: str = "INFO"
+    #: Default index bundle; ``None`` means ``<data_dir>/bundles/default``.
+    bundle: Path | None = None
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    intake: IntakeSettings = Field(default_factory=IntakeSettings)
+    models: ModelSettings = Field(default_factory=ModelSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+    @property
+    def database_url(self) -> str:
+        """The SQLAlchemy URL actually used."""
+        return self.store.url or f"sqlite:///{self.data_dir / 'zebra.db'}"
+
+    @property
+    def bundle_dir(self) -> Path:
+        """The default index bundle folder."""
+        return self.bundle or self.data_dir / "bundles" / "default"
+
+    @property
+    def models_dir(self) -> Path:
+        """Where trained checkpoints live when not shipped with the package."""
+        return self.data_dir / "models"
+
+
+def settings_file() -> Path | None:
+    """The settings file in force, or ``None`` when there is none."""
+    explicit = os.environ.get("ZEBRA_CONFIG")
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ConfigError(
+                f"ZEBRA_CONFIG points to {path}, which does not exist.", hint="Fix or unset it."
+            )
+        return path
+    local = Path("zebra.toml")
+    if local.is_file():
+        return local
+    data_dir = Path(os.environ.get("ZEBRA_DATA_DIR", Path.home() / ".zebra")).expanduser()
+    candidate = data_dir / "zebra.toml"
+    return candidate if candidate.is_file() else None
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Reads the settings file; a malformed one is a :class:`ConfigError`, not a traceback."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = settings_file()
+        if path is None:
+            return {}
+        try:
+            with path.open("rb") as fh:
+                return tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(
+                f"Settings file {path} is not valid TOML: {exc}.", hint="Fix the file."
+            ) from exc
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Loads settings from the file, the environment and ``overrides``.
+
+    Raises:
+        ConfigError: When a value is invalid; the message names the key.
+    """
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False)
+        )
+        raise ConfigError(
+            f"Invalid settings: {problems}.", hint="Check zebra.toml and the ZEBRA_* environment variables."
+        ) from exc
+    settings.data_dir = settings.data_dir.expanduser()
+    return settings
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, loaded once. Tests call ``get_settings.cache_clear()``."""
+    return load_settings()
