@@ -1,0 +1,1 @@
+"""Alembic migrations of the Zebra schema (run through :mod:`store.migrate` or ``zebra db upgrade``)."""
