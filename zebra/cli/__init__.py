@@ -17,6 +17,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "zebra.cli.db",
     "zebra.cli.index",
     "zebra.cli.retrieval",
+    "zebra.cli.eval",
 )
 
 
