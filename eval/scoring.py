@@ -40,7 +40,7 @@ from eval.metrics.diagnosis import (
 )
 from eval.metrics.localisation import image_localisation
 from eval.metrics.terms import Vocabulary, extract_terms, f1_from_counts, term_counts
-from eval.taxonomy import Icd10Index, acr_distance, is_cae, taxonomy_distance
+from retrieval.taxonomy import Icd10Index, acr_distance, is_cae, taxonomy_distance
 
 if TYPE_CHECKING:
     from zebra.datasets import NovaRecord

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from eval.taxonomy import (
+from retrieval.taxonomy import (
     Icd10Index,
     acr_distance,
     acr_region,
