@@ -3,7 +3,7 @@
 Modules (nothing heavy is imported here):
 
 - :mod:`eval.metrics` pure metric functions (localisation, captioning, clinical terms, diagnosis);
-- :mod:`eval.taxonomy` ICD-10 / ACR mapping, taxonomy distance and the catastrophic abstraction error;
+- :mod:`retrieval.taxonomy` ICD-10 / ACR mapping, taxonomy distance and the catastrophic abstraction error;
 - :mod:`eval.bootstrap` case-level (paired) bootstrap intervals;
 - :mod:`eval.judges` "same condition?" judges (offline, OpenAI-compatible LLM);
 - :mod:`eval.predictors` the :class:`~eval.predictors.Predictor` protocol and registry;
