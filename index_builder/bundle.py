@@ -1,0 +1,223 @@
+"""Reading side of an index bundle: :class:`Bundle` (see docs/index_builder.md for the layout).
+
+A bundle is a folder written atomically by :mod:`index_builder.build`; ``Bundle.open`` checks every file
+listed in ``manifest.json`` (size and SHA-256) before anything is loaded.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from index_builder import layout
+from index_builder.errors import REBUILD_HINT, BundleIntegrityError
+
+if TYPE_CHECKING:
+    import faiss
+    import numpy as np
+    import pandas as pd
+
+    from index_builder.bm25 import BM25Index
+    from index_builder.embedders.base import ImageEmbedder, TextEmbedder
+
+log = logging.getLogger(__name__)
+
+
+class Bundle:
+    """An opened, verified index bundle.
+
+    Attributes:
+        path: The bundle folder.
+        manifest: The parsed ``manifest.json``.
+
+    Tables and indexes load lazily on first access and are then cached on the instance:
+    ``chunks`` (indexed by ``vector_id``), ``documents``, ``images`` (indexed by ``vector_id``, or
+    ``None``), ``text_index`` and ``image_index`` (FAISS, ids are ``vector_id``; ``None`` when absent).
+    """
+
+    def __init__(self, path: Path, manifest: dict[str, Any]) -> None:
+        self.path = Path(path)
+        self.manifest = manifest
+
+    @classmethod
+    def open(cls, path: str | Path, *, verify: bool = True) -> Bundle:
+        """Opens the bundle at ``path``.
+
+        Args:
+            path: Bundle folder.
+            verify: Check the SHA-256 of every file (sizes are always checked).
+
+        Raises:
+            BundleNotFoundError: No bundle at ``path`` (a :class:`zebra.errors.NotFoundError`).
+            IndexIntegrityError: A file is missing, truncated or altered; the message names it.
+        """
+        root = Path(path).expanduser()
+        manifest = layout.read_manifest(root)
+        layout.verify_files(root, manifest, checksums=verify)
+        return cls(root, manifest)
+
+    # --- tables -----------------------------------------------------------------------------------
+    def _read_parquet(self, name: str) -> pd.DataFrame:
+        import pandas as pd
+
+        path = self.path / name
+        try:
+            return pd.read_parquet(path)
+        except Exception as exc:  # pyarrow raises several types for damaged files
+            raise BundleIntegrityError(
+                f"Bundle file {path} cannot be read: {exc}.", hint=REBUILD_HINT
+            ) from exc
+
+    @functools.cached_property
+    def chunks(self) -> pd.DataFrame:
+        """One row per text chunk, indexed by ``vector_id`` (see :data:`layout.CHUNK_COLUMNS`)."""
+        return self._read_parquet(layout.CHUNKS).set_index("vector_id")
+
+    @functools.cached_property
+    def documents(self) -> pd.DataFrame:
+        """One row per document (``doc_id``, ``source``, ``kind``, ``title``, ``diagnosis``, ``text``, ...)."""
+        return self._read_parquet(layout.DOCUMENTS)
+
+    @functools.cached_property
+    def images(self) -> pd.DataFrame | None:
+        """One row per indexed image, indexed by ``vector_id``; ``None`` when the bundle has no images."""
+        if layout.IMAGES not in self.manifest["files"]:
+            return None
+        return self._read_parquet(layout.IMAGES).set_index("vector_id")
+
+    # --- indexes ----------------------------------------------------------------------------------
+    def _read_index(self, entry: dict[str, Any] | None) -> faiss.Index | None:
+        if not entry:
+            return None
+        import faiss
+
+        from index_builder.faiss_factory import set_search_params
+
+        path = self.path / entry["file"]
+        try:
+            index = faiss.read_index(str(path))
+        except RuntimeError as exc:
+            raise BundleIntegrityError(
+                f"Bundle file {path} is not a FAISS index: {exc}.", hint=REBUILD_HINT
+            ) from exc
+        set_search_params(index, ef_search=entry.get("ef_search"), nprobe=entry.get("nprobe"))
+        return index
+
+    @functools.cached_property
+    def text_index(self) -> faiss.Index:
+        """The FAISS text index (inner product, ids are chunk ``vector_id``s)."""
+        index = self._read_index(self.manifest.get("text_index"))
+        if index is None:
+            raise BundleIntegrityError(f"Bundle {self.path} has no text index.", hint=REBUILD_HINT)
+        return index
+
+    @functools.cached_property
+    def image_index(self) -> faiss.Index | None:
+        """The FAISS image index (ids are image ``vector_id``s), or ``None``."""
+        return self._read_index(self.manifest.get("image_index"))
+
+    @functools.cached_property
+    def bm25(self) -> BM25Index:
+        """The BM25 keyword index over chunk texts."""
+        from index_builder.bm25 import BM25Index
+
+        entry = self.manifest.get("bm25") or {}
+        return BM25Index(self.path / entry.get("dir", layout.BM25_DIR))
+
+    def bm25_search(self, query: str, k: int) -> list[tuple[int, float]]:
+        """Top-``k`` chunks for ``query`` by BM25: ``[(vector_id, score)]``, best first, scores > 0."""
+        return self.bm25.search(query, k)
+
+    # --- embedders --------------------------------------------------------------------------------
+    def text_embedder(self) -> TextEmbedder:
+        """The text embedder the bundle was built with (created from the manifest spec, cached)."""
+        return self._text_embedder
+
+    @functools.cached_property
+    def _text_embedder(self) -> TextEmbedder:
+        from index_builder.embedders import create_text_embedder
+
+        info = self.manifest["text_embedder"]
+        embedder = create_text_embedder(info["spec"])
+        _check_dim(embedder.dim, info, self.path)
+        return embedder
+
+    def image_embedder(self) -> ImageEmbedder | None:
+        """The image embedder the bundle was built with, or ``None`` when it has no image index."""
+        return self._image_embedder
+
+    @functools.cached_property
+    def _image_embedder(self) -> ImageEmbedder | None:
+        info = self.manifest.get("image_embedder")
+        if not info or not self.manifest.get("image_index"):
+            return None
+        from index_builder.embedders import create_image_embedder
+
+        embedder = create_image_embedder(info["spec"])
+        _check_dim(embedder.dim, info, self.path)
+        expected = info.get("checkpoint_sha256")
+        actual = getattr(embedder, "checkpoint_sha256", None)
+        if expected != actual:
+            log.warning(
+                "image embedder %s now has checkpoint %s but the bundle was built with %s; "
+                "image search results will be poor until the bundle is rebuilt",
+                info["spec"],
+                actual,
+                expected,
+            )
+        return embedder
+
+    # --- conveniences -----------------------------------------------------------------------------
+    def search_text(self, query: str, k: int = 10) -> list[tuple[int, float]]:
+        """Dense search: ``[(vector_id, inner product)]`` for a text query, best first."""
+        vec = self.text_embedder().encode([query])
+        return self.search_vectors(vec, k)[0]
+
+    def search_vectors(
+        self, vectors: np.ndarray, k: int = 10, *, image: bool = False
+    ) -> list[list[tuple[int, float]]]:
+        """Dense search for a batch of L2-normalised query vectors in the text (or image) index."""
+        import numpy as np
+
+        index = self.image_index if image else self.text_index
+        if index is None or index.ntotal == 0:
+            return [[] for _ in range(len(vectors))]
+        scores, ids = index.search(np.ascontiguousarray(vectors, dtype=np.float32), min(k, index.ntotal))
+        return [
+            [(int(i), float(s)) for i, s in zip(row_ids, row_scores, strict=True) if i >= 0]
+            for row_ids, row_scores in zip(ids, scores, strict=True)
+        ]
+
+    def document(self, doc_id: str) -> dict[str, Any]:
+        """One document row as a dict (``meta`` decoded).
+
+        Raises:
+            KeyError: When ``doc_id`` is not in the bundle.
+        """
+        rows = self.documents[self.documents["doc_id"] == doc_id]
+        if rows.empty:
+            raise KeyError(doc_id)
+        row = rows.iloc[0].to_dict()
+        row["meta"] = json.loads(row.get("meta") or "{}")
+        return row
+
+    @property
+    def counts(self) -> dict[str, Any]:
+        """The manifest's ``counts`` block."""
+        return self.manifest.get("counts", {})
+
+    def __repr__(self) -> str:
+        c = self.counts
+        return f"Bundle({str(self.path)!r}, documents={c.get('documents')}, chunks={c.get('chunks')}, images={c.get('images')})"
+
+
+def _check_dim(dim: int, info: dict[str, Any], path: Path) -> None:
+    if info.get("dim") is not None and int(info["dim"]) != int(dim):
+        raise BundleIntegrityError(
+            f"Bundle {path} was built with {info['spec']} of dimension {info['dim']}, but that spec now gives "
+            f"dimension {dim}.",
+            hint=REBUILD_HINT,
+        )

