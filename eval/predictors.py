@@ -17,7 +17,7 @@ Registered predictors (``PREDICTORS.create(spec, **options)``; options: ``bundle
 - ``constant[:NAME]``: always ``NAME`` (default ``"glioblastoma"``) with probability 0.5, no boxes, no
   captions; a floor to beat.
 - ``oracle``: the gold answer (for tests of the harness only; it reads the labels).
-- ``agent``: the LangGraph diagnostic agent, not available yet (raises :class:`PredictorNotAvailableError`).
+- ``agent``: the LangGraph diagnostic agent (:mod:`agent`), a fresh session per case.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from eval.errors import EvalConfigError, PredictorNotAvailableError
+from eval.errors import EvalConfigError
 from zebra.registry import Registry
 
 if TYPE_CHECKING:
@@ -211,12 +211,50 @@ def _oracle(arg: str = "", **_: object) -> Predictor:
 
 
 # ---------------------------------------------------------------------------------------------- agent
-@PREDICTORS.register("agent", help="The LangGraph diagnostic agent (not available yet).")
-def _agent(arg: str = "", **_: object) -> Predictor:
-    raise PredictorNotAvailableError(
-        "The agent predictor's backend is not available yet (the LangGraph diagnostic agent is still being written).",
-        hint="Use --predictor retrieval (or constant) for now.",
+class AgentPredictor:
+    """The LangGraph diagnostic agent (``agent.Agent``), a fresh session per case."""
+
+    name = "agent"
+    tasks = frozenset(TASKS)
+
+    def __init__(self, agent: Any) -> None:
+        self._agent = agent
+
+    def predict_case(
+        self, case_id: str, records: list[NovaRecord], dataset: NovaDataset | None
+    ) -> CasePrediction:
+        return CasePrediction(**self._agent.predict_case(case_id, records, dataset))
+
+
+@PREDICTORS.register(
+    "agent", help="The LangGraph diagnostic agent (--vlm, --reasoner; options as KEY=VALUE,...)."
+)
+def _agent(
+    arg: str = "",
+    *,
+    bundle: str | Path | None = None,
+    vlm: str | None = None,
+    reasoner: str | None = None,
+    ablate: Sequence[str] = (),
+    **_: object,
+) -> Predictor:
+    from agent.api import Agent
+    from agent.configuration import Configuration
+
+    config = Configuration.from_settings(
+        bundle=None if bundle is None else str(bundle),
+        vlm=vlm,
+        reasoner=reasoner,
+        use_retrieval="retrieval" not in ablate,
+        **parse_options(arg),
     )
+    # Fail the whole run up front rather than every case with the same error.
+    if config.use_retrieval and config.bundle and not (Path(config.bundle) / "manifest.json").is_file():
+        raise EvalConfigError(
+            f"Index bundle {config.bundle} does not exist.",
+            hint="Build one with `zebra setup` or `zebra index build`, or pass --bundle DIR.",
+        )
+    return AgentPredictor(Agent(config, checkpointer=None))
 
 
 # ---------------------------------------------------------------------------------------------- retrieval
@@ -368,7 +406,6 @@ def create_predictor(spec: str | Predictor, **options: Any) -> Predictor:
 
     Raises:
         BackendNotFoundError: Unknown name (lists the registered ones).
-        PredictorNotAvailableError: ``agent`` (not available yet).
     """
     if not isinstance(spec, str):
         return spec

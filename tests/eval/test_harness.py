@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from eval.errors import EvalConfigError, PredictorNotAvailableError
+from eval.errors import EvalConfigError
 from eval.harness import deterministic_part, read_predictions, run_eval
 from eval.judges import OfflineJudge
 from eval.predictors import PREDICTORS, CasePrediction, create_predictor
@@ -150,10 +150,10 @@ def test_workers_give_the_same_summary(synth: Path, tmp_path: Path) -> None:
     assert deterministic_part(one) == deterministic_part(three)
 
 
-def test_registry_and_agent_placeholder() -> None:
+def test_registry_and_agent_needs_a_bundle(tmp_path: Path) -> None:
     assert {"agent", "constant", "oracle", "retrieval"} <= set(PREDICTORS.available())
-    with pytest.raises(PredictorNotAvailableError, match="not available yet"):
-        create_predictor("agent")
+    with pytest.raises(EvalConfigError, match="does not exist"):
+        create_predictor("agent", bundle=tmp_path / "no-bundle")
     with pytest.raises(EvalConfigError):
         create_predictor("retrieval:n_hits=3", bundle="/nonexistent", ablate=("retrieval",))
     with pytest.raises(EvalConfigError, match="Unknown retrieval predictor option"):
@@ -264,7 +264,7 @@ def test_cli_nova_compare_and_agent(
     code, _, err = _cli(
         ["eval", "nova", "--data", str(synth), "--out", str(tmp_path / "a"), "--predictor", "agent"], capsys
     )
-    assert code == 2 and "agent" in err and "not available yet" in err
+    assert code == 2 and "bundle" in err.lower() and "does not exist" in err
     code, _, err = _cli(["eval", "nova", "--data", str(synth), "--out", str(tmp_path / "b")], capsys)
     assert code == 2 and "bundle" in err.lower()  # default bundle of the empty data dir does not exist
     code, _, err = _cli(["eval", "compare", str(tmp_path / "nope"), str(const)], capsys)

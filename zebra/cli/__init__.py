@@ -18,6 +18,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "zebra.cli.index",
     "zebra.cli.retrieval",
     "zebra.cli.eval",
+    "zebra.cli.agent",
+    "zebra.cli.web",
+    "zebra.cli.triage",
 )
 
 

@@ -1,0 +1,208 @@
+"""``zebra agent eval``: top-1/top-5 diagnosis accuracy of the agent against the retrieval-only baseline.
+
+Cases come from a NOVA data set (``--data``: images available) or straight from MedPix 2.0 (``--medpix`` and
+``--split``: every case of the split, text inputs, images when shipped as PNG). Input settings:
+
+- ``text``: clinical history + captions (no image);
+- ``images``: images + clinical history (no caption);
+- ``all``: images + clinical history + captions;
+- ``report``: ``History`` + ``Findings`` of the case report (the protocol of ``zebra eval retrieval``; MedPix only).
+
+A case counts as a top-``j`` hit when one of the first ``j`` diagnoses is
+:func:`retrieval.diagnosis.same_diagnosis` as the gold label. The baseline aggregates the ``n_hits`` best
+documents of the same text query (history, plus captions when the setting has them) into candidates
+(:mod:`retrieval.aggregate`), like the evaluation harness's ``retrieval`` predictor. Abstentions still count
+their differential for accuracy; the selective accuracy is the top-1 accuracy of the cases not abstained on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.api import Agent, prediction_from
+from agent.errors import AgentConfigError
+from retrieval.diagnosis import DiagnosisMatcher
+
+log = logging.getLogger(__name__)
+
+SETTINGS: dict[str, tuple[bool, bool, bool]] = {
+    # name: (history, captions, images)
+    "text": (True, True, False),
+    "images": (True, False, True),
+    "all": (True, True, True),
+    # the retrieval evaluation's protocol (History + Findings of the report), MedPix cases only
+    "report": (True, False, False),
+}
+
+
+@dataclass
+class EvalCase:
+    """One evaluation case: inputs, image loaders and the gold label."""
+
+    case_id: str
+    history: str
+    captions: list[str]
+    gold: str
+    images: list[tuple[str, Callable[[], Any]]] = field(default_factory=list)
+    findings: str = ""
+
+
+def cases_from_nova(path: str | Path) -> list[EvalCase]:
+    """Cases of a NOVA data set (gold = ``final_diagnosis``)."""
+    from zebra.datasets import read_nova
+
+    dataset = read_nova(path)
+    out = []
+    for case_id, records in dataset.by_case().items():
+        gold = next((r.final_diagnosis for r in records if r.final_diagnosis), "")
+        if not gold:
+            continue
+        histories = list(
+            dict.fromkeys(r.clinical_history.strip() for r in records if r.clinical_history.strip())
+        )
+        captions = list(dict.fromkeys(r.caption_text.strip() for r in records if r.caption_text.strip()))
+        images = [(r.filename, (lambda r=r: dataset.load_image(r))) for r in records]
+        out.append(EvalCase(str(case_id), "\n".join(histories), captions, gold, images))
+    return out
+
+
+def cases_from_medpix(root: str | Path, split: str = "dev") -> list[EvalCase]:
+    """Every case of a MedPix split (inputs as in the NOVA conversion; images when shipped as PNG)."""
+    from agent.fit import read_medpix_cases
+    from zebra.intake import load_study
+
+    def loader(path: str) -> Callable[[], Any]:
+        return lambda: load_study(path).images[0].display
+
+    return [
+        EvalCase(
+            c.case_id,
+            c.history,
+            c.captions,
+            c.gold,
+            [(Path(p).name, loader(p)) for p in c.images],
+            c.findings,
+        )
+        for c in read_medpix_cases(root, split)
+    ]
+
+
+def _rank(labels: Sequence[str], gold: str, matcher: DiagnosisMatcher) -> int | None:
+    return next((i for i, label in enumerate(labels, start=1) if matcher.same(label, gold)), None)
+
+
+def baseline(searcher: Any, query: str, *, n_hits: int = 30, k: int = 5) -> list[str]:
+    """Retrieval-only diagnoses: the aggregated candidates of the ``n_hits`` best documents."""
+    from retrieval.aggregate import aggregate_diagnoses
+
+    if not query.strip():
+        return []
+    hits = searcher.search_text(query, k=n_hits, mode="hybrid", fetch_k=max(50, n_hits))
+    return [c.label for c in aggregate_diagnoses(hits, top_n=k)]
+
+
+def evaluate(
+    agent: Agent,
+    cases: Sequence[EvalCase],
+    *,
+    settings: Iterable[str] = ("text",),
+    k: int = 5,
+    details_path: str | Path | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Runs the protocol of the module docstring.
+
+    Returns:
+        ``{"n_cases", "k", "settings": {name: {"agent": {...}, "baseline": {...}, "n_cases"}}}``.
+    """
+    settings = list(settings)
+    bad = [s for s in settings if s not in SETTINGS]
+    if bad:
+        raise AgentConfigError(f"Unknown setting(s) {bad}.", hint=f"Use: {', '.join(SETTINGS)}.")
+    matcher = DiagnosisMatcher()
+    searcher = agent.resources.get_searcher()
+    details = open(details_path, "w", encoding="utf-8") if details_path else None  # noqa: SIM115
+    results: dict[str, Any] = {}
+    try:
+        for setting in settings:
+            use_history, use_captions, use_images = SETTINGS[setting]
+            pool = [c for c in cases if c.images] if use_images else list(cases)
+            rows = []
+            iterator: Iterable[EvalCase] = pool
+            if progress:
+                from tqdm import tqdm
+
+                iterator = tqdm(pool, desc=f"agent eval ({setting})", unit="case")
+            for case in iterator:
+                history = case.history if use_history else ""
+                captions = case.captions if use_captions else []
+                if setting == "report":
+                    # History only (no Exam), as the retrieval evaluation queries
+                    history = case.history.split("\nExam:")[0] if not case.history.startswith("Exam:") else ""
+                    captions = [case.findings] if case.findings else []
+                images = []
+                if use_images:
+                    for name, load in case.images[: agent.config.max_images]:
+                        try:
+                            images.append((name, load()))
+                        except Exception as exc:  # an unreadable image costs only itself
+                            log.warning("case %s: image %s unreadable: %s", case.case_id, name, exc)
+                start = time.perf_counter()
+                answer, state = agent.run("", images=images, history=history, captions=captions)
+                seconds = time.perf_counter() - start
+                pred = prediction_from(answer, state)
+                base = baseline(searcher, "\n".join([history, *captions]), n_hits=agent.config.n_hits, k=k)
+                row = {
+                    "setting": setting,
+                    "case_id": case.case_id,
+                    "gold": case.gold,
+                    "agent_rank": _rank(pred["diagnoses"][:k], case.gold, matcher),
+                    "baseline_rank": _rank(base, case.gold, matcher),
+                    "abstained": pred["abstained"],
+                    "backoff": (pred["extra"].get("backoff") or {}).get("name"),
+                    "top_probability": pred["probabilities"][0] if pred["probabilities"] else None,
+                    "diagnoses": pred["diagnoses"][:k],
+                    "baseline": base,
+                    "seconds": round(seconds, 3),
+                    "notes": answer.notes,
+                }
+                rows.append(row)
+                if details:
+                    details.write(json.dumps(row) + "\n")
+            results[setting] = summarize(rows, k)
+    finally:
+        if details:
+            details.close()
+    return {"k": k, "settings": results}
+
+
+def summarize(rows: Sequence[dict[str, Any]], k: int = 5) -> dict[str, Any]:
+    """Accuracy, abstention and latency of per-case rows."""
+    n = len(rows)
+
+    def rate(key: str, j: int) -> float:
+        return round(sum(1 for r in rows if r[key] is not None and r[key] <= j) / n, 4) if n else 0.0
+
+    answered = [r for r in rows if not r["abstained"]]
+    secs = [r["seconds"] for r in rows]
+    return {
+        "n_cases": n,
+        "agent": {
+            "top1": rate("agent_rank", 1),
+            f"top{k}": rate("agent_rank", k),
+            "abstention_rate": round(1 - len(answered) / n, 4) if n else 0.0,
+            "selective_top1": round(sum(1 for r in answered if r["agent_rank"] == 1) / len(answered), 4)
+            if answered
+            else None,
+            "backoff_rate": round(sum(1 for r in rows if r["backoff"]) / n, 4) if n else 0.0,
+            "seconds_p50": round(statistics.median(secs), 3) if secs else None,
+        },
+        "baseline": {"top1": rate("baseline_rank", 1), f"top{k}": rate("baseline_rank", k)},
+    }

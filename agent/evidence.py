@@ -1,0 +1,262 @@
+"""Planning queries and turning retrieval results into the agent's evidence table.
+
+Text retrieval runs each planned text query through :meth:`retrieval.searcher.Searcher.search_text`; several
+queries are fused by weighted reciprocal rank fusion over documents (one query keeps its own ranking and
+scores). Image retrieval (image -> images and image -> text) runs when the bundle has an image index. Every
+item gets a citable id: ``E1``... for text chunks, ``I1``... for similar images. ``exclude_doc_ids`` and
+``exclude_case_ids`` drop the query case's own documents (leave-one-out when fitting on indexed cases).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from vlm.types import ATTRIBUTE_NAMES
+
+log = logging.getLogger(__name__)
+
+#: RRF constant used to fuse several text queries.
+QUERY_RRF_K = 60.0
+#: Characters of chunk text kept per evidence item (LLM prompts quote them).
+TEXT_CHARS = 1200
+
+
+def perception_text(findings: Sequence[dict[str, Any]]) -> str:
+    """The VLM's caption and attribute values of the accepted images, as one query text."""
+    parts: list[str] = []
+    for f in findings:
+        if not f.get("accepted", True):
+            continue
+        attrs = f.get("attributes") or {}
+        words = [str(attrs[n]) for n in ATTRIBUTE_NAMES if n != "size_mm" and attrs.get(n)]
+        if f.get("caption"):
+            parts.append(str(f["caption"]))
+        if words:
+            parts.append(" ".join(words))
+    return "\n".join(dict.fromkeys(p.strip() for p in parts if p and p.strip()))
+
+
+def plan_queries(
+    *,
+    question: str,
+    intent: str,
+    history: str,
+    captions: Sequence[str],
+    findings: Sequence[dict[str, Any]],
+    topic: str | None = None,
+) -> list[dict[str, Any]]:
+    """The text queries of one turn.
+
+    - ``case``: clinical history and the given captions (the question stands in for the history when none is
+      given and it is not a literature question);
+    - ``image findings``: the VLM's caption and attributes, weighted 0.5 (the image model is less reliable
+      than the narrative);
+    - ``literature``: the condition named by a literature question.
+
+    Returns:
+        ``[{"text", "purpose", "weight"}]``, possibly empty.
+    """
+    queries: list[dict[str, Any]] = []
+    case_parts = [history.strip()] if history and history.strip() else []
+    case_parts += [c.strip() for c in captions if c and c.strip()]
+    if not case_parts and question.strip() and intent not in ("literature", "offdomain", "followup"):
+        case_parts.append(question.strip())
+    if case_parts:
+        queries.append({"text": "\n".join(dict.fromkeys(case_parts)), "purpose": "case", "weight": 1.0})
+    seen = perception_text(findings)
+    if seen:
+        queries.append({"text": seen, "purpose": "image findings", "weight": 0.5})
+    if intent == "literature" and topic:
+        queries.append({"text": topic, "purpose": "literature", "weight": 1.0})
+    return queries
+
+
+def fuse_text_queries(
+    results: Sequence[tuple[dict[str, Any], Sequence[Any]]], *, k: int, exclude_doc_ids: Iterable[str] = ()
+) -> list[tuple[Any, float, list[str]]]:
+    """Fuses per-query hit lists into one ranking of documents.
+
+    Args:
+        results: ``(query, hits)`` pairs; hits are :class:`retrieval.types.Hit` objects, best first.
+        k: Documents kept.
+        exclude_doc_ids: Documents dropped before fusion.
+
+    Returns:
+        ``(hit, fused score, purposes)`` triples, best first; one query keeps its own fused scores.
+    """
+    excluded = set(exclude_doc_ids)
+    ranked: list[tuple[dict[str, Any], list[Any]]] = [
+        (q, [h for h in hits if h.doc_id not in excluded]) for q, hits in results
+    ]
+    ranked = [(q, hits) for q, hits in ranked if hits]
+    if not ranked:
+        return []
+    if len(ranked) == 1:
+        q, hits = ranked[0]
+        return [(h, float(h.scores.fused), [q["purpose"]]) for h in hits[:k]]
+    scores: dict[str, float] = {}
+    best: dict[str, Any] = {}
+    purposes: dict[str, list[str]] = {}
+    for q, hits in ranked:
+        for rank, hit in enumerate(hits, start=1):
+            scores[hit.doc_id] = scores.get(hit.doc_id, 0.0) + float(q.get("weight", 1.0)) / (
+                QUERY_RRF_K + rank
+            )
+            best.setdefault(hit.doc_id, hit)
+            purposes.setdefault(hit.doc_id, []).append(q["purpose"])
+    order = sorted(scores, key=lambda d: -scores[d])[:k]
+    return [(best[d], scores[d], purposes[d]) for d in order]
+
+
+def text_item(
+    item_id: str, hit: Any, score: float, rank: int, purposes: Sequence[str], via: str
+) -> dict[str, Any]:
+    """A JSON-safe evidence item for one text hit."""
+    c = hit.citation
+    meta = hit.meta or {}
+    return {
+        "id": item_id,
+        "via": via,
+        "doc_id": hit.doc_id,
+        "source": hit.source,
+        "kind": hit.kind,
+        "title": hit.title,
+        "diagnosis": hit.diagnosis,
+        "quote": c.quote,
+        "char_start": int(c.char_start),
+        "char_end": int(c.char_end),
+        "url": c.url,
+        "chunk_index": c.chunk_index,
+        "text": (hit.text or "")[:TEXT_CHARS],
+        "score": float(score),
+        "dense": None if hit.scores.dense is None else float(hit.scores.dense),
+        "rank": int(rank),
+        "acr_code": _str_or_none(meta.get("acr_code")),
+        "case_id": _str_or_none(meta.get("case_id")),
+        "queries": list(purposes),
+    }
+
+
+def image_item(item_id: str, hit: Any, rank: int, via: str) -> dict[str, Any]:
+    """A JSON-safe evidence item for one image hit."""
+    meta = hit.meta or {}
+    return {
+        "id": item_id,
+        "via": via,
+        "image_id": hit.image_id,
+        "doc_id": hit.citation.doc_id,
+        "case_id": hit.case_id,
+        "source": hit.source,
+        "kind": "image",
+        "title": hit.citation.title,
+        "caption": hit.caption,
+        "quote": hit.caption or "",
+        "diagnosis": hit.diagnosis,
+        "modality": hit.modality,
+        "path": hit.path,
+        "score": float(hit.scores.fused),
+        "rank": int(rank),
+        "acr_code": _str_or_none(meta.get("acr_codes") or meta.get("acr_code")),
+    }
+
+
+def _str_or_none(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def retrieve(
+    searcher: Any,
+    queries: Sequence[dict[str, Any]],
+    images: Sequence[Any] = (),
+    *,
+    n_hits: int = 30,
+    image_k: int = 10,
+    mode: str = "hybrid",
+    exclude_doc_ids: Iterable[str] = (),
+    exclude_case_ids: Iterable[str] = (),
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
+    """Runs the text and image retrievals of one turn.
+
+    Args:
+        searcher: A :class:`retrieval.searcher.Searcher`.
+        queries: Planned text queries (:func:`plan_queries`).
+        images: Query images (arrays or PIL images); used only when the bundle has an image index.
+        n_hits: Documents per text query (and kept after fusion).
+        image_k: Images (and image -> text chunks) per query image.
+        mode: Text search mode.
+        exclude_doc_ids: Documents never returned (leave-one-out).
+        exclude_case_ids: Cases whose images and documents are never returned (leave-one-out).
+
+    Returns:
+        ``(evidence, image_evidence, notes)``: text items (``E*``, ``via`` = ``text`` or ``image_text``),
+        image items (``I*``), and notes on what could not be searched.
+    """
+    excluded_docs = set(exclude_doc_ids)
+    excluded_cases = {str(c) for c in exclude_case_ids}
+    notes: list[str] = []
+    extra = len(excluded_docs) + (10 if excluded_cases else 0)
+    per_query = []
+    for q in queries:
+        hits = searcher.search_text(q["text"], k=n_hits + extra, mode=mode, fetch_k=max(50, n_hits + extra))
+        if excluded_cases:
+            hits = [h for h in hits if str((h.meta or {}).get("case_id") or "") not in excluded_cases]
+        per_query.append((q, hits))
+    fused = fuse_text_queries(per_query, k=n_hits, exclude_doc_ids=excluded_docs)
+    evidence = [
+        text_item(f"E{i}", hit, score, i, purposes, "text")
+        for i, (hit, score, purposes) in enumerate(fused, 1)
+    ]
+    image_evidence: list[dict[str, Any]] = []
+    if images:
+        has_index = getattr(searcher.bundle, "image_index", None) is not None
+        if not has_index:
+            notes.append("The index bundle has no image index: no image-based retrieval.")
+        else:
+            next_e = len(evidence) + 1
+            by_doc = {e["doc_id"]: e for e in evidence}
+            for image in images:
+                for rank, hit in enumerate(
+                    (
+                        h
+                        for h in searcher.search_image(image, k=image_k + len(excluded_cases) * 4)
+                        if str(h.case_id or "") not in excluded_cases
+                    ),
+                    start=1,
+                ):
+                    if rank > image_k:
+                        break
+                    image_evidence.append(image_item(f"I{len(image_evidence) + 1}", hit, rank, "image"))
+                text_hits = [
+                    h
+                    for h in searcher.search_image_to_text(image, k=image_k + len(excluded_docs))
+                    if h.doc_id not in excluded_docs
+                    and str((h.meta or {}).get("case_id") or "") not in excluded_cases
+                ][:image_k]
+                for rank, hit in enumerate(text_hits, start=1):
+                    known = by_doc.get(hit.doc_id)
+                    if known is not None:
+                        # found by the text queries too: remember the image agrees
+                        known.setdefault("image_rank", rank)
+                        continue
+                    item = text_item(
+                        f"E{next_e}", hit, float(hit.scores.fused), rank, ["image"], "image_text"
+                    )
+                    item["image_rank"] = rank
+                    by_doc[hit.doc_id] = item
+                    evidence.append(item)
+                    next_e += 1
+    return evidence, image_evidence, notes
+
+
+_WORD = re.compile(r"[a-z][a-z0-9\-]+")
+
+
+def content_words(text: str) -> set[str]:
+    """Lower-case words of at least 4 letters (crude content terms for overlap features)."""
+    return {w for w in _WORD.findall((text or "").lower()) if len(w) >= 4}

@@ -1,0 +1,217 @@
+"""Candidate diagnoses and their features, computed from the evidence table (shared by inference and fit).
+
+Candidates: the text evidence found by the text queries (``via == "text"``) is aggregated by diagnosis label
+with :func:`retrieval.aggregate.aggregate_diagnoses` (DCG-discounted fused scores, similar labels merged);
+diagnoses of similar images (and of image -> text chunks) that match no text candidate are added after them.
+
+Features of a candidate (:data:`FEATURES`):
+
+- ``score_rel``, ``score_share``: aggregated retrieval score over the best / the sum of all candidates';
+- ``inv_best_rank``: 1 / best rank of a supporting document; ``log_n_hits``: log(1 + supporting documents);
+- ``inv_cand_rank``: 1 / rank of the candidate by aggregated score;
+- ``dense_best``: best query cosine of a supporting chunk;
+- ``kind_case_report``, ``kind_discussion``, ``kind_phenotype``: evidence kinds present;
+- ``image_support``: DCG share of the similar images (image -> image) labelled with this diagnosis;
+- ``image_text_support``: DCG share of the image -> text chunks labelled with it;
+- ``perception_overlap``: fraction of the image model's caption/attribute words found in its evidence;
+- ``label_in_query``: fraction of the diagnosis name's content words present in the case text (history).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from agent.evidence import content_words
+from retrieval.aggregate import aggregate_diagnoses, primary_label
+from retrieval.diagnosis import DiagnosisMatcher, content_tokens, normalize_diagnosis
+
+FEATURES: tuple[str, ...] = (
+    "score_rel",
+    "score_share",
+    "inv_best_rank",
+    "log_n_hits",
+    "inv_cand_rank",
+    "dense_best",
+    "kind_case_report",
+    "kind_discussion",
+    "kind_phenotype",
+    "image_support",
+    "image_text_support",
+    "perception_overlap",
+    "label_in_query",
+)
+
+
+@dataclass
+class Candidate:
+    """A candidate diagnosis with its evidence and features.
+
+    Attributes:
+        label: Display name. key: Normalised name.
+        score: Aggregated retrieval score (0 for image-only candidates).
+        evidence_ids: Supporting ``E*``/``I*`` ids, best first.
+        kinds: Evidence kinds. features: :data:`FEATURES` values.
+        acr_codes: ACR codes of the supporting MedPix documents.
+    """
+
+    label: str
+    key: str
+    score: float = 0.0
+    n_hits: int = 0
+    best_rank: int = 0
+    evidence_ids: list[str] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)
+    acr_codes: list[str] = field(default_factory=list)
+    features: dict[str, float] = field(default_factory=dict)
+
+    def vector(self) -> np.ndarray:
+        """The features in :data:`FEATURES` order."""
+        return np.array([self.features.get(name, 0.0) for name in FEATURES], dtype=np.float64)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary."""
+        return {
+            "label": self.label,
+            "key": self.key,
+            "score": float(self.score),
+            "n_hits": int(self.n_hits),
+            "best_rank": int(self.best_rank),
+            "evidence_ids": list(self.evidence_ids),
+            "kinds": list(self.kinds),
+            "acr_codes": list(self.acr_codes),
+            "features": {k: round(float(v), 6) for k, v in self.features.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Candidate:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            label=str(data["label"]),
+            key=str(data.get("key", "")),
+            score=float(data.get("score", 0.0)),
+            n_hits=int(data.get("n_hits", 0)),
+            best_rank=int(data.get("best_rank", 0)),
+            evidence_ids=list(data.get("evidence_ids") or []),
+            kinds=list(data.get("kinds") or []),
+            acr_codes=list(data.get("acr_codes") or []),
+            features={k: float(v) for k, v in (data.get("features") or {}).items()},
+        )
+
+
+def _dcg_share(items: Sequence[dict[str, Any]], label: str, matcher: DiagnosisMatcher) -> float:
+    total = sum(1.0 / math.log2(int(it["rank"]) + 1) for it in items)
+    if not total:
+        return 0.0
+    got = sum(
+        1.0 / math.log2(int(it["rank"]) + 1)
+        for it in items
+        if it.get("diagnosis") and matcher.same(primary_label(it["diagnosis"]), label)
+    )
+    return got / total
+
+
+def build_candidates(
+    evidence: Sequence[dict[str, Any]],
+    image_evidence: Sequence[dict[str, Any]] = (),
+    *,
+    case_text: str = "",
+    perception: str = "",
+    max_candidates: int = 15,
+    matcher: DiagnosisMatcher | None = None,
+) -> list[Candidate]:
+    """Candidates with features (module docstring), in aggregated-score order (image-only ones last).
+
+    Args:
+        evidence: Text evidence items (:func:`agent.evidence.retrieve`).
+        image_evidence: Similar-image items.
+        case_text: The clinical history and captions given (for ``label_in_query``).
+        perception: The image model's caption and attributes (for ``perception_overlap``).
+        max_candidates: Most candidates kept.
+        matcher: Diagnosis-name judge (lexical by default).
+    """
+    matcher = matcher or DiagnosisMatcher()
+    text_items = [e for e in evidence if e.get("via", "text") == "text"]
+    image_text_items = [e for e in evidence if e.get("via") == "image_text" or e.get("image_rank")]
+    image_text_ranked = [{**e, "rank": e.get("image_rank") or e["rank"]} for e in image_text_items]
+    by_id = {e["id"]: e for e in evidence}
+    proxies = [
+        SimpleNamespace(
+            diagnosis=e.get("diagnosis"),
+            kind=e.get("kind", ""),
+            citation=e["id"],
+            scores=SimpleNamespace(fused=e["score"]),
+        )
+        for e in text_items
+    ]
+    aggregated = aggregate_diagnoses(proxies, top_n=None, matcher=matcher, max_evidence=8)
+    candidates: list[Candidate] = []
+    for agg in aggregated[:max_candidates]:
+        ids = [str(c) for c in agg.evidence]
+        candidates.append(
+            Candidate(
+                label=" ".join(agg.label.split()),
+                key=agg.key,
+                score=float(agg.score),
+                n_hits=int(agg.n_hits),
+                best_rank=int(agg.best_rank),
+                evidence_ids=ids,
+                kinds=list(agg.evidence_kinds),
+            )
+        )
+    # diagnoses only the images point at
+    for items in (image_evidence, image_text_ranked):
+        for item in items:
+            label = primary_label(item.get("diagnosis"))
+            if not label or len(candidates) >= max_candidates:
+                continue
+            match = next((c for c in candidates if matcher.same(c.label, label)), None)
+            if match is None:
+                candidates.append(
+                    Candidate(
+                        label=" ".join(label.split()),
+                        key=normalize_diagnosis(label),
+                        evidence_ids=[item["id"]],
+                    )
+                )
+            elif item["id"] not in match.evidence_ids:
+                match.evidence_ids.append(item["id"])
+    scores = [c.score for c in candidates]
+    best, total = max(scores, default=0.0), sum(scores)
+    query_words = set(normalize_diagnosis(case_text).split())
+    seen_words = content_words(perception)
+    for rank, cand in enumerate(candidates, start=1):
+        items = [by_id[i] for i in cand.evidence_ids if i in by_id]
+        dense = [float(e["dense"]) for e in items if e.get("dense") is not None and e.get("via") == "text"]
+        label_words = set(content_tokens(cand.key))
+        evidence_words = content_words(" ".join(str(e.get("text") or e.get("quote") or "") for e in items))
+        cand.acr_codes = list(dict.fromkeys(e["acr_code"] for e in items if e.get("acr_code")))
+        kinds = set(cand.kinds)
+        cand.features = {
+            "score_rel": cand.score / best if best > 0 else 0.0,
+            "score_share": cand.score / total if total > 0 else 0.0,
+            "inv_best_rank": 1.0 / cand.best_rank if cand.best_rank else 0.0,
+            "log_n_hits": math.log1p(cand.n_hits),
+            "inv_cand_rank": 1.0 / rank if cand.score > 0 else 0.0,
+            "dense_best": max(dense, default=0.0),
+            "kind_case_report": float("case_report" in kinds),
+            "kind_discussion": float("disease_discussion" in kinds),
+            "kind_phenotype": float("phenotype_profile" in kinds),
+            "image_support": _dcg_share(image_evidence, cand.label, matcher),
+            "image_text_support": _dcg_share(image_text_ranked, cand.label, matcher),
+            "perception_overlap": len(seen_words & evidence_words) / len(seen_words) if seen_words else 0.0,
+            "label_in_query": len(label_words & query_words) / len(label_words) if label_words else 0.0,
+        }
+    return candidates
+
+
+def feature_matrix(candidates: Sequence[Candidate]) -> np.ndarray:
+    """``(n, len(FEATURES))`` float64."""
+    if not candidates:
+        return np.zeros((0, len(FEATURES)), dtype=np.float64)
+    return np.stack([c.vector() for c in candidates])

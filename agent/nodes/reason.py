@@ -1,0 +1,77 @@
+"""``reason``: candidate diagnoses from the fused evidence, scored by the builtin calibrated model, then
+ranked and explained by the configured reasoner (falling back to the builtin scoring when an LLM's output
+is unusable)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent.configuration import Configuration
+from agent.evidence import perception_text
+from agent.features import build_candidates
+from agent.nodes.common import model_outputs, note, traced
+from agent.reasoners.base import ReasoningRequest
+from agent.resources import AgentContext
+from agent.state import AgentState
+
+
+def make_request(state: AgentState, ctx: AgentContext, cfg: Configuration) -> ReasoningRequest:
+    """Builds the candidates, scores them with the builtin model and packs the reasoning request."""
+    evidence = state.get("evidence") or []
+    image_evidence = state.get("image_evidence") or []
+    findings = state.get("findings") or []
+    history = state.get("history") or state.get("case_text") or ""
+    captions = list(state.get("captions") or [])
+    candidates = build_candidates(
+        evidence,
+        image_evidence,
+        case_text="\n".join([history, *captions]),
+        perception=perception_text(findings),
+        max_candidates=cfg.max_candidates,
+    )
+    probs, null = ctx.resources.get_scorer().score(candidates)
+    return ReasoningRequest(
+        question=state.get("question") or "",
+        intent=str((state.get("intent") or {}).get("name", "diagnosis")),
+        history=history,
+        captions=captions,
+        evidence=evidence,
+        image_evidence=image_evidence,
+        model_outputs=model_outputs(findings, state.get("change")),
+        candidates=candidates,
+        probabilities=probs,
+        null_probability=null,
+        k=cfg.k,
+        language=cfg.language,
+    )
+
+
+@traced("reason", reads=("evidence", "image_evidence", "findings"))
+def reason(state: AgentState, ctx: AgentContext, cfg: Configuration) -> dict[str, Any]:
+    """Proposes the differential (module docstring)."""
+    request = make_request(state, ctx, cfg)
+    scorer = ctx.resources.get_scorer()
+    candidates = [
+        {**c.to_dict(), "probability": round(p, 4)}
+        for c, p in zip(request.candidates, request.probabilities, strict=True)
+    ]
+    if not request.candidates:
+        return {
+            "candidates": [],
+            "proposed": [],
+            "reasoner": {"backend": scorer.name, "null_probability": 1.0, "notes": [], "fallback": False},
+        }
+    reasoner = ctx.resources.get_reasoner()
+    result = reasoner.reason(request)
+    notes = list(result.notes)
+    proposed = result.differential
+    info = result.to_dict()
+    if result.fallback or not proposed:
+        proposed = scorer.differential(request)
+        info["null_probability"] = request.null_probability
+        info["fallback"] = True
+    info["builtin_null_probability"] = round(request.null_probability, 4)
+    update: dict[str, Any] = {"candidates": candidates, "proposed": proposed, "reasoner": info}
+    if notes:
+        update["notes"] = [note(state, "reason", n) for n in notes]
+    return update

@@ -1,0 +1,78 @@
+"""``retrieve``: text and image evidence for the planned queries; ``literature``: passages about a named
+condition."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent.configuration import Configuration
+from agent.evidence import retrieve as run_retrieval
+from agent.evidence import text_item
+from agent.nodes.common import note, traced
+from agent.resources import AgentContext
+from agent.state import AgentState
+
+#: Document kinds that count as literature (general disease knowledge rather than single cases).
+LITERATURE_KINDS: tuple[str, ...] = ("disease_discussion", "phenotype_profile", "literature", "text")
+#: Passages returned by a literature question.
+LITERATURE_K = 5
+
+
+@traced("retrieve", reads=("queries",))
+def retrieve(state: AgentState, ctx: AgentContext, cfg: Configuration) -> dict[str, Any]:
+    """Runs the planned text queries (fused) and the image queries (image -> images, image -> text)."""
+    queries = state.get("queries") or []
+    if not cfg.use_retrieval:
+        return {
+            "evidence": [],
+            "image_evidence": [],
+            "notes": [note(state, "retrieve", "Retrieval is switched off (ablation).")],
+        }
+    text_queries = [q for q in queries if q.get("text")]
+    image_indices = [int(q["index"]) for q in queries if "image" in q]
+    images = [ctx.images[i][1] for i in image_indices if i < len(ctx.images)]
+    if not text_queries and not images:
+        return {"evidence": [], "image_evidence": []}
+    searcher = ctx.resources.get_searcher()
+    evidence, image_evidence, texts = run_retrieval(
+        searcher,
+        text_queries,
+        images,
+        n_hits=cfg.n_hits,
+        image_k=cfg.image_k,
+        mode=cfg.search_mode,
+    )
+    update: dict[str, Any] = {"evidence": evidence, "image_evidence": image_evidence}
+    if texts:
+        update["notes"] = [note(state, "retrieve", t) for t in texts]
+    return update
+
+
+@traced("literature", reads=("intent", "differential"))
+def literature(state: AgentState, ctx: AgentContext, cfg: Configuration) -> dict[str, Any]:
+    """Passages about the condition named in the question (or the current primary diagnosis)."""
+    from retrieval.filters import Filters
+
+    intent = state.get("intent") or {}
+    topic = intent.get("topic")
+    differential = state.get("differential") or []
+    if not topic and differential:
+        topic = differential[0]["diagnosis"]
+    if not topic:
+        return {
+            "literature": [],
+            "notes": [note(state, "literature", "No condition named, and no earlier diagnosis to look up.")],
+        }
+    searcher = ctx.resources.get_searcher()
+    hits = searcher.search_text(
+        topic, k=LITERATURE_K, mode=cfg.search_mode, filters=Filters(kind=LITERATURE_KINDS)
+    )
+    if not hits:
+        hits = searcher.search_text(topic, k=LITERATURE_K, mode=cfg.search_mode)
+    items = [
+        text_item(f"L{i}", h, float(h.scores.fused), i, ["literature"], "literature")
+        for i, h in enumerate(hits, 1)
+    ]
+    for item in items:
+        item["topic"] = topic
+    return {"literature": items}

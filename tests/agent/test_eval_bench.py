@@ -1,0 +1,71 @@
+"""The evaluation harness adapter, the agent evaluation and the benchmark."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from .conftest import HISTORY
+
+
+@dataclass
+class _Record:
+    filename: str
+    clinical_history: str = ""
+    caption_text: str = ""
+    meta: dict = field(default_factory=dict)
+
+
+class _Dataset:
+    def __init__(self, image: np.ndarray) -> None:
+        self.image = image
+
+    def load_image(self, record: _Record):
+        from PIL import Image
+
+        return Image.fromarray(self.image)
+
+
+def test_predict_case_matches_the_harness_protocol(make_agent, scan) -> None:
+    agent = make_agent(abstain_threshold=0.0)
+    records = [_Record("a.png", HISTORY, "Axial T1 post contrast."), _Record("b.png", HISTORY, "")]
+    pred = agent.predict_case("case1", records, _Dataset(scan))
+    assert (
+        len(pred["diagnoses"]) == 5 == len(pred["probabilities"]) and sum(pred["probabilities"]) <= 1 + 1e-6
+    )
+    assert set(pred["boxes"]) == {"a.png", "b.png"} and len(pred["boxes"]["a.png"][0]) == 5
+    assert pred["captions"]["a.png"].startswith("Dural") and pred["abstained"] is False
+    assert len(pred["extra"]["acr_codes"]) == 5 and pred["extra"]["evidence_docs"][0]
+    json.dumps(pred)
+    empty = agent.predict_case("case2", [_Record("c.png")], None)
+    assert empty["abstained"] and "no input" in empty["reason"]
+
+
+def test_evaluate_reports_agent_and_baseline(make_agent, scan, tmp_path: Path) -> None:
+    from agent.evaluate import EvalCase, evaluate
+
+    cases = [
+        EvalCase("1", HISTORY, [], "Meningioma", [("s.png", lambda: scan)]),
+        EvalCase("2", "Right lower quadrant pain and fever, dilated appendix.", [], "Appendicitis"),
+    ]
+    out = evaluate(make_agent(), cases, settings=["text", "images"], details_path=tmp_path / "d.jsonl")
+    text = out["settings"]["text"]
+    assert text["n_cases"] == 2 and out["settings"]["images"]["n_cases"] == 1
+    assert text["agent"]["top5"] >= text["agent"]["top1"] and text["agent"]["top5"] == 1.0
+    assert text["baseline"]["top5"] == 1.0
+    rows = [json.loads(line) for line in (tmp_path / "d.jsonl").read_text().splitlines()]
+    assert [r["setting"] for r in rows] == ["text", "text", "images"]
+    with pytest.raises(Exception, match="Unknown setting"):
+        evaluate(make_agent(), cases, settings=["video"])
+
+
+def test_bench_reports_percentiles(make_agent) -> None:
+    from agent.bench import run_bench
+
+    result = run_bench(make_agent(), 3)
+    assert result["n"] == 3 and 0 < result["p50_s"] <= result["p95_s"] <= result["max_s"]
+    assert {"retrieve", "reason", "verify"} <= set(result["per_node_p50_s"])

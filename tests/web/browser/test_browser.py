@@ -1,0 +1,223 @@
+"""The page in a real browser: Debian's Chromium driven by Playwright against uvicorn on loopback.
+
+Skips when /usr/bin/chromium or the ``playwright`` package is missing (never runs ``playwright install``).
+Screenshots go to ``artifacts/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+REPO = Path(__file__).resolve().parents[3]
+SHOTS = REPO / "artifacts" / "screenshots"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _requirements() -> None:
+    if not CHROMIUM.is_file():
+        pytest.skip("Chromium not found at /usr/bin/chromium (apt-get install -y chromium)")
+    pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed (dev extra)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def live_server(make_app, users, tmp_path) -> Iterator[str]:
+    _requirements()
+    import uvicorn
+
+    from zebra.web.testing import StreamingScriptedAgent
+
+    agent = StreamingScriptedAgent(piece_delay_s=0.04, thumb_dir=tmp_path / "thumbs")
+    app = make_app(agent_factory=lambda: agent)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline:
+            pytest.fail("uvicorn did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=15)
+
+
+@pytest.fixture
+def page(live_server, tmp_path) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            user_data_dir=str(tmp_path / "chromium-profile"),
+            executable_path=str(CHROMIUM),
+            args=CHROMIUM_ARGS,
+            headless=True,
+            viewport={"width": 1440, "height": 900},
+        )
+        try:
+            pg = context.pages[0] if context.pages else context.new_page()
+            pg.set_default_timeout(20_000)
+            yield pg
+        finally:
+            context.close()
+
+
+def _canvas_signature(page: Any) -> list[int]:
+    """A coarse fingerprint of the canvas pixels (sums over a 4x4 grid)."""
+    return page.evaluate(
+        """() => {
+        const c = document.querySelector('[data-testid=viewer-canvas]');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        const out = new Array(16).fill(0);
+        for (let y = 0; y < c.height; y += 3) for (let x = 0; x < c.width; x += 3) {
+          const i = (y * c.width + x) * 4;
+          out[Math.min(3, Math.floor(4 * y / c.height)) * 4 + Math.min(3, Math.floor(4 * x / c.width))]
+            += d[i] + 2 * d[i + 1] + 3 * d[i + 2];
+        }
+        return out;
+    }"""
+    )
+
+
+def test_sign_in_upload_ask_overlay_evidence(page, live_server, ct_small, web, tmp_path):
+    from playwright.sync_api import expect
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    page.on(
+        "console",
+        lambda msg: (
+            problems.append(f"{msg.text} {msg.location.get('url', '')}")
+            if msg.type == "error" and "401" not in msg.text
+            else None
+        ),
+    )
+    page.goto(live_server + "/")
+    notice = page.get_by_test_id("research-notice")
+    assert "Research use only" in notice.inner_text() and notice.is_visible()
+
+    # Sign in: a wrong password first, then the right one.
+    page.get_by_test_id("login-username").fill("alice")
+    page.get_by_test_id("login-password").fill("not the password")
+    page.get_by_test_id("login-submit").click()
+    page.get_by_test_id("login-error").wait_for(state="visible")
+    assert "Wrong user name or password" in page.get_by_test_id("login-error").inner_text()
+    page.screenshot(path=str(SHOTS / "01-login.png"))
+    page.get_by_test_id("login-password").fill(web.PASSWORD)
+    page.get_by_test_id("login-submit").click()
+    page.get_by_test_id("user-name").wait_for(state="visible")
+    assert page.get_by_test_id("user-name").inner_text() == "alice"
+
+    # Upload the DICOM as the current study; the viewer draws it.
+    page.get_by_test_id("upload-current").set_input_files(str(ct_small))
+    expect(page.get_by_test_id("upload-status")).to_contain_text("loaded")
+    expect(page.get_by_test_id("wc-value")).not_to_have_text("-")
+    page.wait_for_timeout(300)
+    before = _canvas_signature(page)
+    assert sum(before) > 0, "the canvas is black"
+    page.screenshot(path=str(SHOTS / "02-dicom-loaded.png"))
+
+    # Window/level: moving the slider re-fetches the PNG with wc/ww and changes the picture.
+    with page.expect_response(lambda r: "/images/0.png?wc=" in r.url and r.status == 200):
+        page.get_by_test_id("preset-default").page.evaluate(
+            """() => { const s = document.querySelector('[data-testid=wc-slider]');
+                       s.value = String(Number(s.max) - 10); s.dispatchEvent(new Event('input')); }"""
+        )
+    page.wait_for_timeout(400)
+    assert _canvas_signature(page) != before
+    page.get_by_test_id("preset-default").click()
+    page.wait_for_timeout(400)
+
+    # A PNG as the prior study.
+    prior = tmp_path / "prior.png"
+    prior.write_bytes(web.png_bytes(size=96, seed=5))
+    page.get_by_test_id("upload-prior").set_input_files(str(prior))
+    expect(page.get_by_test_id("upload-status")).to_contain_text("Prior")
+    assert page.get_by_test_id("show-prior").is_enabled()
+    page.get_by_test_id("show-current").click()
+    page.wait_for_timeout(300)
+
+    # Ask: the answer streams in, then the structured parts appear.
+    page.get_by_test_id("question-input").fill("What is the most likely diagnosis?")
+    page.get_by_test_id("ask-button").click()
+    streaming = page.locator("[data-testid=answer-text].streaming")
+    expect(streaming).to_contain_text("[test agent] The")
+    partial = streaming.inner_text()
+    page.get_by_test_id("differential-table").last.wait_for(state="visible")
+    answer = page.locator("[data-testid=answer]").last
+    full = answer.get_by_test_id("answer-text").inner_text()
+    assert "pilocytic astrocytoma" in full and len(partial) < len(full)
+    rows = answer.get_by_test_id("differential-row")
+    assert rows.count() == 3 and "62%" in rows.first.inner_text()
+    assert "Change since prior" in answer.get_by_test_id("change-statement").inner_text()
+    expect(page.get_by_test_id("overlay-status")).to_contain_text("overlay available")
+    page.screenshot(path=str(SHOTS / "03-answer.png"))
+
+    # Heatmap toggle changes the drawn image.
+    page.wait_for_timeout(300)
+    no_heat = _canvas_signature(page)
+    page.get_by_test_id("toggle-heatmap").check()
+    page.wait_for_timeout(300)
+    assert _canvas_signature(page) != no_heat
+
+    # Evidence panel: citations with quotes, similar-image thumbnail loaded.
+    answer.get_by_test_id("evidence-toggle").click()
+    panel = answer.get_by_test_id("evidence-panel")
+    panel.wait_for(state="visible")
+    assert panel.get_by_test_id("citation").count() == 3
+    assert "cystic mass with an enhancing mural nodule" in panel.inner_text()
+    thumb = panel.get_by_test_id("similar-thumb").first
+    thumb.wait_for(state="visible")
+    expect(thumb).to_have_js_property("complete", True)
+    assert thumb.evaluate("img => img.naturalWidth") > 0
+    answer.scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "04-heatmap-evidence.png"))
+
+    # The session is listed; reloading the page keeps the sign-in and shows the history.
+    assert page.get_by_test_id("session-item").count() == 1
+    page.reload()
+    page.get_by_test_id("session-item").first.click()
+    page.locator("[data-testid=answer]").first.wait_for(state="visible")
+    assert "pilocytic" in page.locator("[data-testid=answer-text]").first.inner_text()
+    page.wait_for_timeout(500)
+    page.locator("[data-testid=answer]").first.get_by_test_id("evidence-toggle").click()
+    page.get_by_test_id("toggle-heatmap").check()
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(SHOTS / "05-reloaded.png"))
+    assert not problems, problems
+
+    # The API reference renders from /openapi.json with the session cookie, without any CDN.
+    page.goto(live_server + "/docs")
+    expect(page.get_by_test_id("api-ops")).to_contain_text("/api/sessions/{session_id}/messages")
+    assert not problems, problems
+    page.goto(live_server + "/")
+
+    # Sign out returns to the sign-in form.
+    page.get_by_test_id("signout").click()
+    page.get_by_test_id("login-submit").wait_for(state="visible")

@@ -1,0 +1,326 @@
+"""Runs a triage: the run in the store, the workers (local processes or Ray), the progress bar, the exports.
+
+``run_triage`` is idempotent and resumable: run it again with ``resume=True`` after any crash (even
+``kill -9`` of the engine or a worker) and it finishes the items left, reusing every committed result.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing as mp
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from store import RunStatus, Store, TriageRun
+from triage import queue
+from triage.agent_adapter import AnalyserSpec
+from triage.errors import WorkerCrashError
+from triage.worker import WorkerConfig, worker_loop, worker_main
+from triage.worklist import read_worklist
+from zebra.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+ENGINES: tuple[str, ...] = ("local", "ray")
+
+
+@dataclass
+class TriageOptions:
+    """How a triage runs.
+
+    Attributes:
+        workers: Worker processes (local) or tasks (Ray). With 1 local worker the work runs in this process.
+        engine: ``local`` or ``ray``.
+        lease_s: Lease length (seconds); a lost worker's item is re-claimable after it.
+        max_attempts: Attempts per item before a transient failure is final.
+        poll_s: Progress refresh and idle-worker wait (seconds).
+        progress: Show a progress bar (stderr) with rate and time left.
+        kind: Worklist kind (``auto``, ``csv``, ``dicom``, ``nova``).
+        ray_address: Ray cluster address (``None``: start a local Ray).
+        ray_num_cpus: CPUs of a local Ray (``None``: Ray's default).
+        weights: Priority weights (``None``: defaults).
+    """
+
+    workers: int = 1
+    engine: str = "local"
+    lease_s: float = 600.0
+    max_attempts: int = 3
+    poll_s: float = 0.5
+    progress: bool = True
+    kind: str = "auto"
+    ray_address: str | None = None
+    ray_num_cpus: int | None = None
+    weights: dict[str, float] | None = None
+
+    def validate(self) -> TriageOptions:
+        """Checks ranges.
+
+        Raises:
+            ConfigError: For an out-of-range option.
+        """
+        if self.engine not in ENGINES:
+            raise ConfigError(f"Unknown engine {self.engine!r}.", hint="Use --engine local or --engine ray.")
+        if not 1 <= int(self.workers) <= 256:
+            raise ConfigError(f"--workers must be between 1 and 256, got {self.workers}.", hint="Use e.g. 2.")
+        if float(self.lease_s) < 1:
+            raise ConfigError("The lease must last at least 1 second.", hint="Use e.g. --lease-seconds 600.")
+        if int(self.max_attempts) < 1:
+            raise ConfigError("--max-attempts must be at least 1.", hint="Use e.g. 3.")
+        return self
+
+
+@dataclass
+class TriageSummary:
+    """What a triage call did.
+
+    Attributes:
+        run_id, run_name: The run. resumed: Whether an existing run was continued.
+        counts: Items per status at the end (``done``, ``error``, ``pending``, ``leased``, ``total``).
+        processed: Items finished (done or error) by this call.
+        elapsed_s: Wall time of this call (worklist reading and exports included).
+        work_s: Wall time from starting the workers to the last item finished.
+        studies_per_minute: ``processed / work_s * 60``.
+        outputs: Paths of the CSV, HTML and summary JSON.
+    """
+
+    run_id: int
+    run_name: str
+    resumed: bool
+    engine: str
+    workers: int
+    analyser: str
+    counts: dict[str, int]
+    processed: int
+    elapsed_s: float
+    work_s: float
+    studies_per_minute: float | None
+    outputs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        """Whether every item is done or in error."""
+        return self.counts.get("pending", 0) == 0 and self.counts.get("leased", 0) == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary."""
+        return {**asdict(self), "complete": self.complete}
+
+
+def open_store(store: Store | None = None) -> Store:
+    """The store from the settings, with its schema ready (SQLite is migrated; PostgreSQL is checked)."""
+    store = store or Store.from_settings()
+    queue.ensure_schema(store)
+    return store
+
+
+def default_run_name(worklist: Path) -> str:
+    """``<worklist name>-<UTC time>``."""
+    return f"{worklist.stem or worklist.name}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+
+
+def _latest_run_for(store: Store, worklist: str) -> str | None:
+    from sqlalchemy import select
+
+    with store.session() as s:
+        return s.scalar(
+            select(TriageRun.name)
+            .where(TriageRun.worklist == worklist)
+            .order_by(TriageRun.id.desc())
+            .limit(1)
+        )
+
+
+def run_triage(
+    worklist: str | os.PathLike[str],
+    *,
+    out: str | os.PathLike[str],
+    analyser: AnalyserSpec | None = None,
+    options: TriageOptions | None = None,
+    run_name: str | None = None,
+    resume: bool = False,
+    store: Store | None = None,
+) -> TriageSummary:
+    """Triages a worklist: creates (or resumes) the run, processes every item, writes the exports.
+
+    Args:
+        worklist: CSV/TSV file, DICOM folder tree or NOVA data set.
+        out: Output folder (``triage.csv``, ``triage.html``, ``summary.json``).
+        analyser: Which analyser the workers build (default: the agent with the settings' backends).
+        options: Engine options.
+        run_name: Name of the run; default ``<worklist name>-<time>``, or with ``resume`` the newest run of
+            the same worklist.
+        resume: Continue the run of that name (or create it when there is none).
+        store: The store (default: from the settings).
+
+    Raises:
+        WorklistError: Bad worklist. RunExistsError: Name taken without ``resume``.
+        WorkerCrashError: Every worker stopped while items were left (resume to continue).
+    """
+    started = time.monotonic()
+    options = (options or TriageOptions()).validate()
+    analyser = analyser or AnalyserSpec()
+    source = Path(worklist).expanduser().resolve()
+    items = read_worklist(source, kind=options.kind)  # type: ignore[arg-type]
+    store = open_store(store)
+    if run_name is None and resume:
+        run_name = _latest_run_for(store, str(source))
+    name = run_name or default_run_name(source)
+    config = {"analyser": analyser.to_dict(), "engine": options.engine, "max_attempts": options.max_attempts}
+    info = queue.open_run(
+        store,
+        name=name,
+        items=items,
+        worklist=str(source),
+        bundle=analyser.bundle,
+        config=config,
+        resume=resume,
+    )
+    queue.release_dead_local_leases(store, info.id, max_attempts=options.max_attempts)
+    queue.set_run_status(store, info.id, RunStatus.RUNNING)
+    before = queue.counts(store, info.id)
+    cfg = WorkerConfig(
+        store_url=store.url.render_as_string(hide_password=False),
+        run_id=info.id,
+        analyser=analyser.to_dict(),
+        lease_s=options.lease_s,
+        max_attempts=options.max_attempts,
+        poll_s=options.poll_s,
+        owner_prefix=options.engine,
+        weights=options.weights,
+    )
+    work_start = time.monotonic()
+    if _unfinished(before):
+        if options.engine == "ray":
+            from triage.ray_engine import run_ray
+
+            run_ray(store, cfg, options, total=before["total"], initial=_finished(before))
+        elif options.workers == 1:
+            _run_in_process(store, cfg, options, before)
+        else:
+            _run_processes(store, cfg, options, before)
+    work_s = time.monotonic() - work_start
+    after = queue.counts(store, info.id)
+    finished = not _unfinished(after)
+    queue.set_run_status(store, info.id, RunStatus.DONE if finished else RunStatus.RUNNING)
+    from triage.export import write_exports
+
+    outputs = write_exports(queue.items(store, info.id), Path(out), run_name=info.name)
+    processed = _finished(after) - _finished(before)
+    summary = TriageSummary(
+        run_id=info.id,
+        run_name=info.name,
+        resumed=not info.created,
+        engine=options.engine,
+        workers=options.workers,
+        analyser=analyser.analyser,
+        counts=after,
+        processed=processed,
+        elapsed_s=round(time.monotonic() - started, 3),
+        work_s=round(work_s, 3),
+        studies_per_minute=round(processed / work_s * 60, 2) if processed and work_s > 0 else None,
+        outputs={k: str(v) for k, v in outputs.items()},
+    )
+    summary_path = Path(out) / "summary.json"
+    summary.outputs["summary"] = str(summary_path)
+    summary_path.write_text(json.dumps(summary.to_dict(), indent=2), encoding="utf-8")
+    if not finished:
+        raise WorkerCrashError(
+            f"Triage run {info.name!r} stopped with {after['pending'] + after['leased']} item(s) left.",
+            hint="See the log for why the workers stopped, then run again with --resume.",
+        )
+    return summary
+
+
+def _finished(counts: dict[str, int]) -> int:
+    return counts.get("done", 0) + counts.get("error", 0)
+
+
+def _unfinished(counts: dict[str, int]) -> bool:
+    return counts.get("pending", 0) + counts.get("leased", 0) > 0
+
+
+class Progress:
+    """A tqdm bar on stderr (rate and time left) fed from the store's counts; silent when disabled."""
+
+    def __init__(self, total: int, initial: int, enabled: bool) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(
+            total=total,
+            initial=initial,
+            unit="study",
+            desc="triage",
+            disable=not enabled,
+            file=sys.stderr,
+            dynamic_ncols=True,
+            smoothing=0.1,
+        )
+
+    def set(self, counts: dict[str, int]) -> None:
+        """Moves the bar to ``counts``' finished items and shows the error count."""
+        delta = _finished(counts) - self.bar.n
+        if delta > 0:
+            self.bar.update(delta)
+        if counts.get("error"):
+            self.bar.set_postfix(errors=counts["error"], refresh=False)
+
+    def close(self) -> None:
+        """Closes the bar."""
+        self.bar.close()
+
+
+def _run_in_process(store: Store, cfg: WorkerConfig, options: TriageOptions, before: dict[str, int]) -> None:
+    progress = Progress(before["total"], _finished(before), options.progress)
+    try:
+        stats = worker_loop(
+            cfg, store=store, on_item=lambda _s: progress.set(queue.counts(store, cfg.run_id))
+        )
+    finally:
+        progress.close()
+    log.info("worker %s: %d done, %d errors, %.1f s", stats.owner, stats.done, stats.failed, stats.seconds)
+
+
+def _run_processes(store: Store, cfg: WorkerConfig, options: TriageOptions, before: dict[str, int]) -> None:
+    ctx = mp.get_context("spawn")  # fresh interpreters: intake is not thread-safe, torch does not like fork
+    cfg.parent_pid = os.getpid()
+    procs = [
+        ctx.Process(target=worker_main, args=(cfg.to_dict(),), name=f"triage-worker-{i}", daemon=True)
+        for i in range(options.workers)
+    ]
+    progress = Progress(before["total"], _finished(before), options.progress)
+    try:
+        for p in procs:
+            p.start()
+        while any(p.is_alive() for p in procs):
+            for p in procs:
+                p.join(timeout=options.poll_s / len(procs))
+            progress.set(queue.counts(store, cfg.run_id))
+        progress.set(queue.counts(store, cfg.run_id))
+    except BaseException:
+        # Ctrl-C or an engine error: stop the workers; their leases are released as dead on the next resume.
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        for p in procs:
+            p.join(timeout=10)
+        raise
+    finally:
+        progress.close()
+    codes = [p.exitcode for p in procs]
+    if all(code != 0 for code in codes) and _unfinished(queue.counts(store, cfg.run_id)):
+        raise WorkerCrashError(
+            f"All {len(procs)} triage workers stopped (exit codes {codes}) with items left.",
+            hint="See the log above (the analyser may not load: try --analyser fake to check the pipeline), "
+            "then run again with --resume.",
+        )
+    if any(code != 0 for code in codes):
+        log.warning("some triage workers stopped early (exit codes %s)", codes)
+
+
+__all__ = ["ENGINES", "TriageOptions", "TriageSummary", "open_store", "run_triage"]

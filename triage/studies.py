@@ -1,0 +1,67 @@
+"""Reading a worklist item's study and prior through the hardened intake, and picking the images to analyse."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from triage.errors import WorklistError
+
+
+def load(study_path: str) -> Any:  # -> zebra.intake.Study
+    """Reads ``study_path`` with :func:`zebra.intake.load_study` (a file, a folder, or a JSON list of files).
+
+    A list of files (one DICOM study sharing its folder with other studies) is hard-linked, or copied when
+    linking is not possible, into a private temporary folder that intake reads and that is deleted after.
+
+    Raises:
+        IntakeError, NotFoundError: From intake, for unreadable or missing inputs.
+        WorklistError: For a malformed file list.
+    """
+    from zebra.intake import load_study
+
+    if not study_path.startswith("["):
+        return load_study(study_path)
+    try:
+        files = [Path(f) for f in json.loads(study_path)]
+    except (ValueError, TypeError) as exc:
+        raise WorklistError("A study's file list is not valid JSON.", hint="Re-create the run.") from exc
+    tmp = Path(tempfile.mkdtemp(prefix="zebra-triage-"))
+    try:
+        for i, file in enumerate(files):
+            target = tmp / f"{i:06d}.dcm"
+            try:
+                os.link(file, target)
+            except OSError:
+                shutil.copyfile(file, target)
+        return load_study(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def pick_images(study: Any, max_images: int = 1) -> list[Any]:
+    """Up to ``max_images`` images of the study's largest series, evenly spaced around its middle.
+
+    Returns:
+        ``MedicalImage`` objects (empty when the study holds none).
+    """
+    series = max((s for s in study.series if s.images), key=lambda s: len(s.images), default=None)
+    if series is None:
+        return []
+    images = series.images
+    n = max(1, min(int(max_images), len(images)))
+    if n == 1:
+        return [images[len(images) // 2]]
+    idx = np.linspace(0, len(images) - 1, n + 2)[1:-1].round().astype(int)
+    return [images[i] for i in dict.fromkeys(idx.tolist())]
+
+
+def display_array(image: Any) -> np.ndarray:
+    """The uint8 picture of a ``MedicalImage`` (its colour pixels when it has them)."""
+    return image.rgb if getattr(image, "rgb", None) is not None else image.display

@@ -1,0 +1,163 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from store import Store
+from zebra.config import Settings, get_settings
+from zebra.errors import ZebraError
+from zebra.web.agent_adapter import AgentAdapter, AgentFactory, default_agent_factory
+from zebra.web.context import AppContext
+from zebra.web.errors import RateLimitedError, status_for
+from zebra.web.middleware import SecurityMiddleware
+from zebra.web.overlays import OverlayStore
+from zebra.web.ratelimit import LoginThrottle
+from zebra.web.routes import auth, sessions, studies
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "static"
+API_DESCRIPTION = """Zebra's web API (research use only: not for clinical decisions).
+
+Every route under `/api` except `POST /api/auth/login` needs a token: the `zebra_session` cookie set at
+sign-in (then POST/PATCH/DELETE must send `X-CSRF-Token`), or `Authorization: Bearer <token>` from
+`POST /api/auth/login` with `bearer: true`. Errors are JSON `{"error": ..., "hint": ...}`.
+"""
+
+
+def _error(
+    status: int, message: str, hint: str | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"error": message, "hint": hint}, status_code=status, headers=headers)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ZebraError)
+    async def zebra_error(_request: Request, exc: ZebraError) -> JSONResponse:
+        status = status_for(exc)
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimitedError) else None
+        if status >= 500:
+            log.error("request failed: %s", type(exc).__name__)
+        return _error(status, exc.message, exc.hint, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        for err in exc.errors()[:5]:
+            where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+            problems.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
+        return _error(
+            422, "Invalid request: " + "; ".join(problems) + ".", "See /docs for the expected fields."
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = exc.detail if isinstance(exc.detail, str) else "Request failed."
+        hint = "See /docs for the API." if exc.status_code in (404, 405) else None
+        return _error(exc.status_code, message, hint, getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error")
+        return _error(500, "Internal server error.", "Try again; if it persists, see the server log.")
+
+
+def _evidence_roots(settings: Settings) -> tuple[Path, ...]:
+    """Folders that relative image paths of retrieved evidence may be relative to (bundle, data sets)."""
+    import os
+
+    candidates = [settings.bundle_dir, settings.knowledge.medpix_path]
+    shared = os.environ.get("ZEBRA_SHARED_DATA")
+    if shared:
+        candidates += [Path(shared), Path(shared) / "medpix-2.0"]
+    return tuple(Path(p) for p in candidates if p is not None)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    agent_factory: AgentFactory | None = None,
+    store: Store | None = None,
+    throttle: LoginThrottle | None = None,
+    agent_concurrency: int = 1,
+    intake_timeout_s: float = 120.0,
+    migrate: bool = True,
+) -> FastAPI:
+    """Builds the web app: API, page, security middleware. Nothing global: every call is independent.
+
+    Args:
+        settings: Zebra's settings (``get_settings()`` when ``None``): data directory, store, limits.
+        agent_factory: Builds the diagnostic agent on first question; ``agent.api.Agent`` when ``None``.
+        store: The database; from ``settings`` when ``None``.
+        throttle: Sign-in throttling; 5 failures per user name, 20 per address, then exponential backoff.
+        agent_concurrency: Questions answered at once.
+        intake_timeout_s: Longest parse of one upload.
+        migrate: Bring the database schema to head first.
+
+    Returns:
+        The ASGI application.
+    """
+    from zebra.intake.salt import load_or_create_salt
+
+    settings = settings or get_settings()
+    data_dir = Path(settings.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store = store or Store.from_settings(settings)
+    if migrate:
+        store.upgrade()
+    roots = _evidence_roots(settings)
+    ctx = AppContext(
+        settings=settings,
+        store=store,
+        agent=AgentAdapter(agent_factory or default_agent_factory(settings), concurrency=agent_concurrency),
+        throttle=throttle or LoginThrottle(),
+        overlays=OverlayStore(data_dir / "web", search_roots=roots),
+        salt=load_or_create_salt(data_dir),
+        intake_timeout_s=intake_timeout_s,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        yield {}
+        # Let answers in progress finish storing (they survive client disconnects), briefly.
+        if ctx.background:
+            await asyncio.wait(list(ctx.background), timeout=30)
+
+    app = FastAPI(
+        title="Zebra",
+        version="0.1.0",
+        description=API_DESCRIPTION,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json",
+        lifespan=lifespan,
+    )
+    app.state.zebra = ctx
+    _install_error_handlers(app)
+    app.include_router(auth.router)
+    app.include_router(studies.router)
+    app.include_router(sessions.router)
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> FileResponse:
+        return FileResponse(STATIC_DIR / "docs.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_middleware(SecurityMiddleware, store=store)
+    return app

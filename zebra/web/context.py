@@ -1,0 +1,77 @@
+"""Everything a request needs, built once per app by :func:`zebra.web.app.create_app` (no module globals)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+
+from store import Store
+from zebra.config import Settings
+from zebra.web.agent_adapter import AgentAdapter
+from zebra.web.auth import AuthedUser
+from zebra.web.errors import AuthenticationError
+from zebra.web.overlays import OverlayStore
+from zebra.web.ratelimit import LoginThrottle
+
+
+@dataclass
+class AppContext:
+    """Per-app state.
+
+    Attributes:
+        settings: Zebra's settings.
+        store: The database.
+        agent: The diagnostic agent behind its adapter.
+        throttle: Sign-in rate limiting.
+        overlays: Heatmap/box overlays and evidence thumbnails.
+        salt: The de-identification salt (read once).
+        intake_timeout_s: Longest time one upload may take to parse.
+        intake_slots: Uploads parsed at once.
+        images_per_question: Most images of a study sent to the agent per question.
+        background: Answer tasks still running (kept referenced until done).
+    """
+
+    settings: Settings
+    store: Store
+    agent: AgentAdapter
+    throttle: LoginThrottle
+    overlays: OverlayStore
+    salt: bytes
+    intake_timeout_s: float = 120.0
+    intake_slots: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(2))
+    images_per_question: int = 4
+    background: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    @property
+    def data_dir(self) -> Path:
+        """The data directory."""
+        return Path(self.settings.data_dir)
+
+    @property
+    def upload_tmp(self) -> Path:
+        """Where uploads are received before parsing (deleted right after)."""
+        path = self.data_dir / "web" / "incoming"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+def get_context(request: Request) -> AppContext:
+    """FastAPI dependency: the app's context."""
+    return request.app.state.zebra
+
+
+def current_user(request: Request) -> AuthedUser:
+    """FastAPI dependency: the signed-in user, set by the authentication gate.
+
+    Raises:
+        AuthenticationError: When the gate did not run or found no user (defence in depth).
+    """
+    user = getattr(request.state, "user", None)
+    if not isinstance(user, AuthedUser):
+        raise AuthenticationError("Not signed in.", hint="Sign in first (POST /api/auth/login).")
+    return user

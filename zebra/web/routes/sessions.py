@@ -1,0 +1,152 @@
+"""Chat sessions and questions; answers stream back as Server-Sent Events."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio.to_thread
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from zebra.errors import ZebraError
+from zebra.web.auth import AuthedUser
+from zebra.web.chat import (
+    answer_question,
+    create_session,
+    delete_session,
+    get_session,
+    list_sessions,
+    prepare_question,
+    update_session,
+)
+from zebra.web.context import current_user, get_context
+from zebra.web.schemas import ErrorBody, NewSessionRequest, QuestionRequest, UpdateSessionRequest
+from zebra.web.sse import sse_comment, sse_event
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(
+    prefix="/api", tags=["sessions"], responses={401: {"model": ErrorBody}, 404: {"model": ErrorBody}}
+)
+
+#: Seconds between keep-alive comments while the agent thinks.
+KEEPALIVE_S = 10.0
+
+
+@router.post("/sessions", status_code=201, summary="Start a chat session")
+async def post_session(
+    body: NewSessionRequest, request: Request, user: AuthedUser = Depends(current_user)
+) -> dict[str, Any]:
+    return await run_in_threadpool(
+        create_session,
+        get_context(request),
+        user.id,
+        title=body.title,
+        study_id=body.study_id,
+        prior_study_id=body.prior_study_id,
+    )
+
+
+@router.get("/sessions", summary="Your chat sessions, most recent first")
+async def get_sessions(request: Request, user: AuthedUser = Depends(current_user)) -> list[dict[str, Any]]:
+    return await run_in_threadpool(list_sessions, get_context(request), user.id)
+
+
+@router.get("/sessions/{session_id}", summary="A chat session with its messages")
+async def get_one_session(
+    session_id: str, request: Request, user: AuthedUser = Depends(current_user)
+) -> dict[str, Any]:
+    return await run_in_threadpool(get_session, get_context(request), user.id, session_id)
+
+
+@router.patch("/sessions/{session_id}", summary="Rename a session or change its studies")
+async def patch_session(
+    session_id: str, body: UpdateSessionRequest, request: Request, user: AuthedUser = Depends(current_user)
+) -> dict[str, Any]:
+    changes = body.model_dump(exclude_unset=True)
+    return await run_in_threadpool(update_session, get_context(request), user.id, session_id, changes)
+
+
+@router.delete("/sessions/{session_id}", status_code=204, summary="Delete a session and its messages")
+async def remove_session(
+    session_id: str, request: Request, user: AuthedUser = Depends(current_user)
+) -> Response:
+    await run_in_threadpool(delete_session, get_context(request), user.id, session_id)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/sessions/{session_id}/messages",
+    summary="Ask a question; the answer streams as Server-Sent Events",
+    description=(
+        "Events: `status` ({stage}), `delta` ({text}: the answer text as it forms, in order), then exactly one "
+        "of `final` ({message_id, session_id, answer}: the structured answer with differential, citations, "
+        "evidence (documents, similar images with thumbnail_url, model outputs), findings with heatmap and "
+        "overlay URLs, change statement, abstention) or `error` ({error, hint}). Comment lines keep the "
+        "connection alive. The answer is stored even if the client disconnects."
+    ),
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}, 400: {"model": ErrorBody}},
+)
+async def post_message(
+    session_id: str, body: QuestionRequest, request: Request, user: AuthedUser = Depends(current_user)
+) -> StreamingResponse:
+    ctx = get_context(request)
+    # Validation and the user message happen before streaming starts, so bad input is a plain JSON error.
+    agent_request = await run_in_threadpool(
+        prepare_question,
+        ctx,
+        user.id,
+        session_id,
+        body.question,
+        image_index=body.image_index,
+        history=body.history,
+    )
+    loop = asyncio.get_running_loop()
+    events: asyncio.Queue[tuple[str, Any] | None] = asyncio.Queue()
+
+    def emit(kind: str, data: dict[str, Any]) -> None:
+        loop.call_soon_threadsafe(events.put_nowait, (kind, data))
+
+    async def produce() -> None:
+        try:
+            result = await anyio.to_thread.run_sync(
+                answer_question, ctx, user.id, session_id, agent_request, emit
+            )
+            events.put_nowait(("final", result))
+        except ZebraError as exc:
+            log.warning("question in session failed: %s", type(exc).__name__)
+            events.put_nowait(("error", {"error": exc.message, "hint": exc.hint}))
+        except Exception:
+            log.exception("the agent failed")
+            events.put_nowait(
+                ("error", {"error": "The agent failed on this question.", "hint": "Try again."})
+            )
+        finally:
+            events.put_nowait(None)
+
+    task = asyncio.create_task(produce())
+    ctx.background.add(task)
+    task.add_done_callback(ctx.background.discard)
+
+    async def stream() -> AsyncIterator[bytes]:
+        yield sse_event("status", {"stage": "queued", "images": len(agent_request.images)})
+        while True:
+            try:
+                item = await asyncio.wait_for(events.get(), timeout=KEEPALIVE_S)
+            except TimeoutError:
+                yield sse_comment()
+                continue
+            if item is None:
+                return
+            yield sse_event(*item)
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )

@@ -1,0 +1,237 @@
+"""Studies: upload, metadata, display images with window/level, overlays, evidence thumbnails."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import FileResponse, JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from zebra.web.auth import AuthedUser
+from zebra.web.context import AppContext, current_user, get_context
+from zebra.web.errors import BadRequestError, ResourceNotFoundError
+from zebra.web.intake_worker import load_study_isolated
+from zebra.web.schemas import ErrorBody
+from zebra.web.studies import (
+    ROLES,
+    describe_study,
+    list_studies,
+    owned_study,
+    render_png,
+    store_upload,
+    study_images,
+)
+from zebra.web.uploads import receive_upload
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(
+    prefix="/api", tags=["studies"], responses={401: {"model": ErrorBody}, 404: {"model": ErrorBody}}
+)
+
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["files"],
+                    "properties": {
+                        "files": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "DICOM files of one study, a .zip of a series, a NIfTI, a PNG or a JPEG.",
+                        },
+                        "role": {"type": "string", "enum": list(ROLES), "default": "current"},
+                        "session_id": {"type": "string", "description": "Attach to this chat session."},
+                    },
+                }
+            }
+        },
+    }
+}
+_PNG = {"content": {"image/png": {}}, "description": "PNG image"}
+
+
+def _parse_locked(ctx: AppContext, source: Path) -> Any:
+    with ctx.intake_slots:
+        return load_study_isolated(source, ctx.settings.intake, ctx.salt, timeout_s=ctx.intake_timeout_s)
+
+
+@router.post(
+    "/studies",
+    status_code=201,
+    summary="Upload a study",
+    description=(
+        "Multipart upload of one or many files (or a zip). Size and count limits (`server.max_upload_bytes`, "
+        "`server.max_upload_files`) are enforced while the body streams in (413). The files are read and "
+        "de-identified in a separate process with a timeout; client file names are never stored. "
+        "`role` (current|prior) and `session_id` may be form fields or query parameters."
+    ),
+    openapi_extra=_UPLOAD_BODY,
+    responses={
+        400: {"model": ErrorBody},
+        413: {"model": ErrorBody},
+        415: {"model": ErrorBody},
+        422: {"model": ErrorBody},
+    },
+)
+async def upload_study(
+    request: Request,
+    role: str | None = Query(default=None, description="current or prior"),
+    session_id: str | None = Query(default=None, description="Chat session to attach the study to."),
+    user: AuthedUser = Depends(current_user),
+) -> JSONResponse:
+    ctx = get_context(request)
+    limits = ctx.settings.server
+    dest = Path(tempfile.mkdtemp(prefix="up-", dir=ctx.upload_tmp))
+    try:
+        received = await receive_upload(
+            request, dest, max_bytes=limits.max_upload_bytes, max_files=limits.max_upload_files
+        )
+        role = (role or received.fields.get("role") or "current").strip().lower()
+        session_id = session_id or received.fields.get("session_id") or None
+        if role not in ROLES:
+            raise BadRequestError(f"Unknown role {role!r}.", hint="Use role=current or role=prior.")
+        source = received.files[0] if len(received.files) == 1 else dest
+        study = await anyio.to_thread.run_sync(_parse_locked, ctx, source)
+        out = await run_in_threadpool(
+            store_upload,
+            ctx.store,
+            study,
+            ctx.data_dir,
+            user_id=user.id,
+            role=role,
+            session_id=session_id,
+            n_files=len(received.files),
+            n_bytes=received.total_bytes,
+        )
+    finally:
+        await run_in_threadpool(shutil.rmtree, dest, True)
+    log.info("upload by user %s: study %s, %d images", user.id, out["id"], out["n_images"])
+    return JSONResponse(out, status_code=201)
+
+
+def _list(ctx: AppContext, user_id: int) -> list[dict[str, Any]]:
+    with ctx.store.session() as s:
+        return list_studies(s, user_id)
+
+
+def _describe(ctx: AppContext, study_id: int, user_id: int) -> dict[str, Any]:
+    with ctx.store.session() as s:
+        return describe_study(s, owned_study(s, study_id, user_id))
+
+
+@router.get("/studies", summary="Your studies")
+async def get_studies(request: Request, user: AuthedUser = Depends(current_user)) -> list[dict[str, Any]]:
+    return await run_in_threadpool(_list, get_context(request), user.id)
+
+
+@router.get("/studies/{study_id}", summary="Study metadata (series, images, de-identification record)")
+async def get_study(
+    study_id: int, request: Request, user: AuthedUser = Depends(current_user)
+) -> dict[str, Any]:
+    return await run_in_threadpool(_describe, get_context(request), study_id, user.id)
+
+
+def _image_png(ctx: AppContext, study_id: int, n: int, user_id: int, wc: float | None, ww: float | None):
+    with ctx.store.session() as s:
+        owned_study(s, study_id, user_id)
+        images = study_images(s, study_id)
+        if not 0 <= n < len(images):
+            raise ResourceNotFoundError(
+                f"The study has no image {n}.", hint=f"Images are numbered 0 to {len(images) - 1}."
+            )
+        image = images[n]
+        s.expunge(image)
+    return render_png(ctx.data_dir, image, wc, ww)
+
+
+@router.get(
+    "/studies/{study_id}/images/{n}.png",
+    summary="Display image n of a study",
+    description=(
+        "`n` counts images across the study (slices of a volume, instances and frames of a series). Without "
+        "`wc`/`ww` the stored display PNG; with them, re-rendered from the stored modality-unit pixels "
+        "(Hounsfield units for CT) with that window centre and width."
+    ),
+    response_class=Response,
+    responses={200: _PNG, 400: {"model": ErrorBody}},
+)
+async def get_image(
+    study_id: int,
+    n: int,
+    request: Request,
+    wc: float | None = Query(default=None, description="Window centre"),
+    ww: float | None = Query(default=None, description="Window width (> 0)"),
+    user: AuthedUser = Depends(current_user),
+) -> Response:
+    result = await run_in_threadpool(_image_png, get_context(request), study_id, n, user.id, wc, ww)
+    headers = {"Cache-Control": "private, max-age=3600"}
+    if isinstance(result, Path):
+        return FileResponse(result, media_type="image/png", headers=headers)
+    return Response(result, media_type="image/png", headers=headers)
+
+
+def _overlay(
+    ctx: AppContext, study_id: int, n: int, user_id: int
+) -> tuple[dict[str, Any] | None, Path | None]:
+    with ctx.store.session() as s:
+        owned_study(s, study_id, user_id)
+    return ctx.overlays.finding(study_id, n), ctx.overlays.heatmap_path(study_id, n)
+
+
+@router.get(
+    "/studies/{study_id}/images/{n}/overlays",
+    summary="The agent's finding for image n: boxes, anomaly score, caption, heatmap URL",
+    description="`available` is false until a question was asked while this image was shown.",
+)
+async def get_overlays(
+    study_id: int, n: int, request: Request, user: AuthedUser = Depends(current_user)
+) -> dict[str, Any]:
+    finding, heatmap = await run_in_threadpool(_overlay, get_context(request), study_id, n, user.id)
+    if finding is None:
+        # Not an error: the agent simply has not looked at this image yet.
+        return {"available": False, "boxes": [], "heatmap_url": None, "heatmap_kind": None}
+    base = f"/api/studies/{study_id}/images/{n}"
+    return {**finding, "available": True, "heatmap_url": f"{base}/heatmap.png" if heatmap else None}
+
+
+@router.get(
+    "/studies/{study_id}/images/{n}/heatmap.png",
+    summary="Heatmap overlay of image n (RGBA PNG, transparent where the model saw nothing)",
+    response_class=Response,
+    responses={200: _PNG},
+)
+async def get_heatmap(
+    study_id: int, n: int, request: Request, user: AuthedUser = Depends(current_user)
+) -> Response:
+    _, heatmap = await run_in_threadpool(_overlay, get_context(request), study_id, n, user.id)
+    if heatmap is None:
+        raise ResourceNotFoundError(
+            "No heatmap for this image yet.", hint="Ask a question about the study while this image is shown."
+        )
+    return FileResponse(heatmap, media_type="image/png", headers={"Cache-Control": "private, no-cache"})
+
+
+@router.get(
+    "/thumbnails/{name}.png",
+    summary="Thumbnail of a similar knowledge-base image cited in an answer",
+    response_class=Response,
+    responses={200: _PNG},
+    tags=["evidence"],
+)
+async def get_thumbnail(name: str, request: Request, user: AuthedUser = Depends(current_user)) -> Response:
+    path = get_context(request).overlays.thumbnail_path(name)
+    if path is None:
+        raise ResourceNotFoundError(
+            "No such thumbnail.", hint="Use the thumbnail_url of an answer's evidence."
+        )
+    return FileResponse(path, media_type="image/png", headers={"Cache-Control": "private, max-age=86400"})

@@ -1,0 +1,84 @@
+"""Request and response bodies of the JSON API (they document themselves in ``/openapi.json``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class ErrorBody(BaseModel):
+    """Every error: what went wrong and what to do."""
+
+    error: str
+    hint: str | None = None
+
+
+class LoginRequest(BaseModel):
+    """Sign-in. ``bearer=true`` returns a token for API clients instead of setting cookies."""
+
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+    bearer: bool = False
+
+
+class UserInfo(BaseModel):
+    """The signed-in user."""
+
+    id: int
+    username: str
+    is_admin: bool
+
+
+class LoginResponse(BaseModel):
+    """Result of a sign-in: the CSRF token to send in ``X-CSRF-Token`` (cookie sessions) or the bearer token."""
+
+    user: UserInfo
+    expires_at: str
+    csrf_token: str | None = None
+    token: str | None = None
+    token_type: str | None = None
+
+
+class MeResponse(UserInfo):
+    """The signed-in user and how the request was authenticated."""
+
+    auth: str
+    expires_at: str
+
+
+class NewUserRequest(BaseModel):
+    """A user created by an administrator."""
+
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+    is_admin: bool = False
+
+
+class NewSessionRequest(BaseModel):
+    """A chat session, optionally about one of your studies and a prior."""
+
+    title: str | None = Field(default=None, max_length=200)
+    study_id: int | None = None
+    prior_study_id: int | None = None
+
+
+class UpdateSessionRequest(BaseModel):
+    """Fields to change; absent fields stay."""
+
+    title: str | None = Field(default=None, max_length=200)
+    study_id: int | None = None
+    prior_study_id: int | None = None
+
+
+class QuestionRequest(BaseModel):
+    """A question in a session; the answer streams back as Server-Sent Events."""
+
+    question: str = Field(min_length=1, max_length=4000)
+    image_index: int | None = Field(
+        default=None, ge=0, description="The image on screen (sent to the agent first)."
+    )
+    history: str | None = Field(default=None, max_length=4000, description="Clinical history, free text.")
+
+
+JSONDict = dict[str, Any]

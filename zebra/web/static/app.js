@@ -1,0 +1,683 @@
+/* Zebra web page: plain JavaScript, no build step, no third-party code. Every action is a call of the
+   documented JSON API (/docs). Text from the server is always inserted with textContent, never as HTML. */
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = {
+  csrf: null,
+  user: null,
+  sessionId: null,
+  studies: { current: null, prior: null },
+  showing: "current",
+  n: 0,
+  wc: null,
+  ww: null,
+  overlay: null,
+  busy: false,
+};
+const PRESETS = { brain: [40, 80], soft: [50, 400], lung: [-600, 1500], bone: [400, 1800] };
+
+function readCookie(name) {
+  const hit = document.cookie.split(";").map((c) => c.trim()).find((c) => c.startsWith(name + "="));
+  return hit ? decodeURIComponent(hit.slice(name.length + 1)) : null;
+}
+
+class ApiError extends Error {
+  constructor(status, body) {
+    super((body && body.error) || `HTTP ${status}`);
+    this.status = status;
+    this.hint = body && body.hint;
+  }
+}
+
+async function api(method, path, body, { raw = false } = {}) {
+  const headers = {};
+  if (!["GET", "HEAD"].includes(method)) headers["X-CSRF-Token"] = state.csrf || readCookie("zebra_csrf") || "";
+  let payload = body;
+  if (body !== undefined && !(body instanceof FormData)) {
+    headers["Content-Type"] = "application/json";
+    payload = JSON.stringify(body);
+  }
+  const resp = await fetch(path, { method, headers, body: payload, credentials: "same-origin" });
+  if (!resp.ok) {
+    let data = null;
+    try { data = await resp.json(); } catch (_) { /* not JSON */ }
+    if (resp.status === 401 && path !== "/api/auth/login") showLogin();
+    throw new ApiError(resp.status, data);
+  }
+  if (raw) return resp;
+  return resp.status === 204 ? null : resp.json();
+}
+
+function errorText(err) {
+  return err.hint ? `${err.message} ${err.hint}` : err.message;
+}
+
+/* ---------- sign in / out ---------- */
+
+function showLogin() {
+  state.user = null;
+  $("app-view").hidden = true;
+  $("login-view").hidden = false;
+  $("user-name").hidden = true;
+  $("signout").hidden = true;
+  $("login-username").focus();
+}
+
+async function showApp(user) {
+  state.user = user;
+  $("login-view").hidden = true;
+  $("app-view").hidden = false;
+  $("user-name").textContent = user.username;
+  $("user-name").hidden = false;
+  $("signout").hidden = false;
+  await refreshSessions();
+}
+
+async function onLogin(ev) {
+  ev.preventDefault();
+  const err = $("login-error");
+  err.hidden = true;
+  $("login-submit").disabled = true;
+  try {
+    const data = await api("POST", "/api/auth/login", {
+      username: $("login-username").value.trim(),
+      password: $("login-password").value,
+    });
+    state.csrf = data.csrf_token;
+    $("login-password").value = "";
+    await showApp(data.user);
+  } catch (e) {
+    err.textContent = errorText(e);
+    err.hidden = false;
+  } finally {
+    $("login-submit").disabled = false;
+  }
+}
+
+async function onSignOut() {
+  try { await api("POST", "/api/auth/logout"); } catch (_) { /* signed out anyway */ }
+  state.csrf = null;
+  resetSession();
+  showLogin();
+}
+
+/* ---------- sessions ---------- */
+
+function resetSession() {
+  state.sessionId = null;
+  state.studies = { current: null, prior: null };
+  state.showing = "current";
+  state.overlay = null;
+  $("chat-log").replaceChildren();
+  $("show-prior").disabled = true;
+  setStudyButtons();
+  loadViewer();
+  for (const li of document.querySelectorAll("#session-list li")) li.classList.remove("active");
+}
+
+async function refreshSessions() {
+  const list = $("session-list");
+  let sessions = [];
+  try { sessions = await api("GET", "/api/sessions"); } catch (e) { return; }
+  list.replaceChildren();
+  for (const s of sessions) {
+    const li = document.createElement("li");
+    li.dataset.testid = "session-item";
+    li.setAttribute("data-testid", "session-item");
+    li.dataset.id = s.id;
+    li.tabIndex = 0;
+    li.setAttribute("role", "button");
+    li.textContent = s.title || "Untitled session";
+    const when = document.createElement("span");
+    when.className = "when";
+    when.textContent = `${new Date(s.updated_at).toLocaleString()} · ${s.n_messages} messages`;
+    li.append(when);
+    if (s.id === state.sessionId) li.classList.add("active");
+    li.addEventListener("click", () => openSession(s.id));
+    li.addEventListener("keydown", (ev) => { if (ev.key === "Enter") openSession(s.id); });
+    list.append(li);
+  }
+  if (!sessions.length) {
+    const li = document.createElement("li");
+    li.className = "muted";
+    li.textContent = "No sessions yet: upload a study to start.";
+    list.append(li);
+  }
+}
+
+async function ensureSession() {
+  if (state.sessionId) return state.sessionId;
+  const s = await api("POST", "/api/sessions", {
+    study_id: state.studies.current ? state.studies.current.id : null,
+    prior_study_id: state.studies.prior ? state.studies.prior.id : null,
+  });
+  state.sessionId = s.id;
+  return s.id;
+}
+
+async function openSession(id) {
+  try {
+    const s = await api("GET", `/api/sessions/${encodeURIComponent(id)}`);
+    resetSession();
+    state.sessionId = s.id;
+    const log = $("chat-log");
+    for (const m of s.messages) {
+      if (m.role === "user") log.append(userBubble(m.content));
+      else if (m.role === "assistant") log.append(renderAnswer(m.payload || { text: m.content }));
+    }
+    state.studies.current = s.study_id ? await api("GET", `/api/studies/${s.study_id}`) : null;
+    state.studies.prior = s.prior_study_id ? await api("GET", `/api/studies/${s.prior_study_id}`) : null;
+    setStudyButtons();
+    loadViewer();
+    for (const li of document.querySelectorAll("#session-list li")) {
+      li.classList.toggle("active", li.dataset.id === id);
+    }
+    log.scrollTop = log.scrollHeight;
+  } catch (e) {
+    setStatus(errorText(e), "bad");
+  }
+}
+
+/* ---------- uploads ---------- */
+
+function setStatus(text, kind = "") {
+  const el = $("upload-status");
+  el.textContent = text;
+  el.className = "status " + kind;
+}
+
+async function uploadFiles(files, role) {
+  if (!files || !files.length) return;
+  const form = new FormData();
+  for (const f of files) form.append("files", f, f.name);
+  form.append("role", role);
+  if (state.sessionId) form.append("session_id", state.sessionId);
+  setStatus(`Uploading and de-identifying ${files.length} file(s)…`);
+  try {
+    const study = await api("POST", "/api/studies", form);
+    state.studies[role] = study;
+    if (!state.sessionId) await ensureSession();
+    const warn = study.warnings && study.warnings.length ? ` (${study.warnings.length} warning(s))` : "";
+    setStatus(`${role === "prior" ? "Prior" : "Study"} loaded: ${study.modality || study.source_kind}, ` +
+      `${study.n_images} image(s)${warn}.`, "ok");
+    state.showing = role;
+    setStudyButtons();
+    loadViewer();
+    await refreshSessions();
+  } catch (e) {
+    setStatus(errorText(e), "bad");
+  }
+}
+
+function wireDrop(labelTestId, input, role) {
+  const zone = document.querySelector(`[data-testid="${labelTestId}"]`);
+  input.addEventListener("change", () => { uploadFiles(input.files, role); input.value = ""; });
+  zone.addEventListener("dragover", (ev) => { ev.preventDefault(); zone.classList.add("dragover"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("dragover"));
+  zone.addEventListener("drop", (ev) => {
+    ev.preventDefault();
+    zone.classList.remove("dragover");
+    uploadFiles(ev.dataTransfer.files, role);
+  });
+}
+
+/* ---------- viewer ---------- */
+
+const viewer = { base: null, heat: null, token: 0, pending: false, again: false };
+
+function study() { return state.studies[state.showing]; }
+
+function setStudyButtons() {
+  $("show-prior").disabled = !state.studies.prior;
+  $("show-current").classList.toggle("active", state.showing === "current");
+  $("show-prior").classList.toggle("active", state.showing === "prior");
+}
+
+function defaultWindow(img) {
+  if (img && img.window) return [img.window[0], img.window[1]];
+  if (img && img.pixel_range) {
+    const [lo, hi] = img.pixel_range;
+    return [(lo + hi) / 2, Math.max(1, hi - lo)];
+  }
+  return [127.5, 256];
+}
+
+function loadViewer() {
+  const s = study();
+  const slider = $("slice-slider");
+  if (!s || !s.n_images) {
+    viewer.base = null;
+    $("viewer-title").textContent = "No study loaded";
+    $("viewer-empty").hidden = false;
+    slider.max = 0;
+    $("slice-label").textContent = "0 / 0";
+    draw();
+    return;
+  }
+  $("viewer-empty").hidden = true;
+  $("viewer-title").textContent =
+    `${state.showing === "prior" ? "Prior" : "Current"}: ${s.modality || s.source_kind} · ${s.n_images} image(s)`;
+  slider.max = String(s.n_images - 1);
+  state.n = Math.min(state.n, s.n_images - 1);
+  if (state.showing === "current" && s.n_images > 1 && state.n === 0) state.n = Math.floor(s.n_images / 2);
+  slider.value = String(state.n);
+  resetWindow();
+  showImage();
+}
+
+function resetWindow() {
+  const s = study();
+  const img = s && s.images[state.n];
+  [state.wc, state.ww] = defaultWindow(img);
+  state.windowChanged = false;
+  const range = img && img.pixel_range ? img.pixel_range : [0, 255];
+  const span = Math.max(1, range[1] - range[0]);
+  $("wc-slider").min = String(Math.floor(range[0] - span * 0.25));
+  $("wc-slider").max = String(Math.ceil(range[1] + span * 0.25));
+  $("ww-slider").min = "1";
+  $("ww-slider").max = String(Math.ceil(span * 2));
+  syncWindowInputs();
+}
+
+function syncWindowInputs() {
+  $("wc-slider").value = String(Math.round(state.wc));
+  $("ww-slider").value = String(Math.round(state.ww));
+  $("wc-value").textContent = String(Math.round(state.wc));
+  $("ww-value").textContent = String(Math.round(state.ww));
+}
+
+function imageUrl() {
+  const s = study();
+  let url = `/api/studies/${s.id}/images/${state.n}.png`;
+  if (state.windowChanged) url += `?wc=${encodeURIComponent(state.wc.toFixed(1))}&ww=${encodeURIComponent(state.ww.toFixed(1))}`;
+  return url;
+}
+
+function loadImage(url) {
+  return new Promise((resolve, reject) => {
+    const img = new Image();
+    img.onload = () => resolve(img);
+    img.onerror = () => reject(new Error("image failed to load"));
+    img.src = url;
+  });
+}
+
+/* One fetch in flight at a time; the latest request wins (dragging fires many). */
+async function showImage() {
+  const s = study();
+  if (!s) return;
+  if (viewer.pending) { viewer.again = true; return; }
+  viewer.pending = true;
+  const token = ++viewer.token;
+  try {
+    $("slice-label").textContent = `${state.n + 1} / ${s.n_images}`;
+    viewer.base = await loadImage(imageUrl());
+    await loadOverlay(token);
+    draw();
+  } catch (e) {
+    setStatus("Could not load the image.", "bad");
+  } finally {
+    viewer.pending = false;
+    if (viewer.again) { viewer.again = false; showImage(); }
+  }
+}
+
+async function loadOverlay(token) {
+  const s = study();
+  state.overlay = null;
+  viewer.heat = null;
+  $("overlay-status").textContent = "";
+  try {
+    const ov = await api("GET", `/api/studies/${s.id}/images/${state.n}/overlays`);
+    if (token !== viewer.token) return;
+    if (!ov.available) {
+      $("overlay-status").textContent = "No model overlay for this image yet: ask a question.";
+      return;
+    }
+    state.overlay = ov;
+    if (ov.heatmap_url) viewer.heat = await loadImage(ov.heatmap_url + `?t=${Date.now()}`);
+    const score = typeof ov.anomaly_score === "number" ? ` · anomaly ${ov.anomaly_score.toFixed(2)}` : "";
+    $("overlay-status").textContent = `Model overlay available${score}`;
+  } catch (e) {
+    $("overlay-status").textContent = "";
+  }
+}
+
+function draw() {
+  const canvas = $("viewer-canvas");
+  const rect = canvas.getBoundingClientRect();
+  const dpr = window.devicePixelRatio || 1;
+  canvas.width = Math.max(1, Math.round(rect.width * dpr));
+  canvas.height = Math.max(1, Math.round(rect.height * dpr));
+  const ctx = canvas.getContext("2d");
+  ctx.fillStyle = "#000";
+  ctx.fillRect(0, 0, canvas.width, canvas.height);
+  const img = viewer.base;
+  if (!img) return;
+  const scale = Math.min(canvas.width / img.naturalWidth, canvas.height / img.naturalHeight);
+  const w = img.naturalWidth * scale, h = img.naturalHeight * scale;
+  const x = (canvas.width - w) / 2, y = (canvas.height - h) / 2;
+  ctx.imageSmoothingEnabled = true;
+  const ov = state.overlay;
+  const heatOn = $("toggle-heatmap").checked && viewer.heat;
+  if (heatOn && ov && ov.heatmap_kind === "blend") {
+    ctx.drawImage(viewer.heat, x, y, w, h);
+  } else {
+    ctx.drawImage(img, x, y, w, h);
+    if (heatOn) {
+      ctx.globalAlpha = 0.85;
+      ctx.drawImage(viewer.heat, x, y, w, h);
+      ctx.globalAlpha = 1;
+    }
+  }
+  if ($("toggle-boxes").checked && ov && ov.boxes) {
+    ctx.lineWidth = Math.max(2, 2 * dpr);
+    ctx.font = `${12 * dpr}px system-ui, sans-serif`;
+    const colours = ["#00ff66", "#ffee00", "#00c8ff", "#ff8800", "#ff00ff"];
+    ov.boxes.forEach((b, i) => {
+      ctx.strokeStyle = ctx.fillStyle = colours[i % colours.length];
+      ctx.strokeRect(x + b.x1 * scale, y + b.y1 * scale, (b.x2 - b.x1) * scale, (b.y2 - b.y1) * scale);
+      const label = `${b.label || "finding"} ${typeof b.score === "number" ? b.score.toFixed(2) : ""}`;
+      ctx.fillText(label, x + b.x1 * scale + 2, Math.max(12 * dpr, y + b.y1 * scale - 4));
+    });
+  }
+}
+
+function setSlice(n) {
+  const s = study();
+  if (!s) return;
+  const next = Math.max(0, Math.min(s.n_images - 1, n));
+  if (next === state.n) return;
+  state.n = next;
+  $("slice-slider").value = String(next);
+  showImage();
+}
+
+function setWindow(wc, ww) {
+  state.wc = wc;
+  state.ww = Math.max(1, ww);
+  state.windowChanged = true;
+  syncWindowInputs();
+  showImage();
+}
+
+function wireViewer() {
+  const canvas = $("viewer-canvas");
+  let drag = null;
+  canvas.addEventListener("pointerdown", (ev) => {
+    if (!study()) return;
+    drag = { x: ev.clientX, y: ev.clientY, wc: state.wc, ww: state.ww };
+    canvas.setPointerCapture(ev.pointerId);
+  });
+  canvas.addEventListener("pointermove", (ev) => {
+    if (!drag) return;
+    const s = study();
+    const img = s.images[state.n];
+    const range = img && img.pixel_range ? img.pixel_range[1] - img.pixel_range[0] : 255;
+    const k = Math.max(range, 1) / 400;  // a 400-pixel drag spans the image's value range
+    setWindow(drag.wc + (ev.clientY - drag.y) * k, drag.ww + (ev.clientX - drag.x) * k);
+  });
+  const end = () => { drag = null; };
+  canvas.addEventListener("pointerup", end);
+  canvas.addEventListener("pointercancel", end);
+  canvas.addEventListener("wheel", (ev) => {
+    if (!study()) return;
+    ev.preventDefault();
+    setSlice(state.n + (ev.deltaY > 0 ? 1 : -1));
+  }, { passive: false });
+  canvas.addEventListener("keydown", (ev) => {
+    if (ev.key === "ArrowUp" || ev.key === "ArrowRight") { setSlice(state.n + 1); ev.preventDefault(); }
+    if (ev.key === "ArrowDown" || ev.key === "ArrowLeft") { setSlice(state.n - 1); ev.preventDefault(); }
+  });
+  $("slice-slider").addEventListener("input", (ev) => setSlice(Number(ev.target.value)));
+  $("wc-slider").addEventListener("input", (ev) => setWindow(Number(ev.target.value), state.ww));
+  $("ww-slider").addEventListener("input", (ev) => setWindow(state.wc, Number(ev.target.value)));
+  for (const b of document.querySelectorAll("[data-preset]")) {
+    b.addEventListener("click", () => {
+      if (!study()) return;
+      const p = b.dataset.preset;
+      if (p === "default") { resetWindow(); showImage(); } else setWindow(...PRESETS[p]);
+    });
+  }
+  $("toggle-heatmap").addEventListener("change", draw);
+  $("toggle-boxes").addEventListener("change", draw);
+  $("show-current").addEventListener("click", () => { state.showing = "current"; setStudyButtons(); loadViewer(); });
+  $("show-prior").addEventListener("click", () => { state.showing = "prior"; setStudyButtons(); loadViewer(); });
+  window.addEventListener("resize", draw);
+}
+
+/* ---------- chat ---------- */
+
+function userBubble(text) {
+  const el = document.createElement("div");
+  el.className = "msg user";
+  el.setAttribute("data-testid", "question");
+  el.textContent = text;
+  return el;
+}
+
+function citeList(ids) {
+  const frag = document.createDocumentFragment();
+  for (const id of ids || []) {
+    const s = document.createElement("span");
+    s.className = "cite";
+    s.textContent = `[${id}]`;
+    frag.append(s);
+  }
+  return frag;
+}
+
+function fillAnswer(node, a) {
+  const text = node.querySelector(".answer-text");
+  text.classList.remove("streaming");
+  text.textContent = a.text || "";
+  const abst = node.querySelector(".abstention");
+  if (a.abstained) {
+    abst.textContent = `The assistant abstained: ${a.abstain_reason || "not confident enough to name a diagnosis."}`;
+    abst.hidden = false;
+  }
+  if (a.backoff && a.backoff.name) {
+    abst.textContent += ` Safer category: ${a.backoff.name}.`;
+  }
+  const change = node.querySelector(".change");
+  if (a.change) { change.textContent = `Change since prior: ${a.change}`; change.hidden = false; }
+  const table = node.querySelector(".differential");
+  const body = table.querySelector("tbody");
+  body.replaceChildren();
+  for (const d of a.differential || []) {
+    const tr = document.createElement("tr");
+    tr.setAttribute("data-testid", "differential-row");
+    const name = document.createElement("td");
+    name.textContent = d.diagnosis;
+    if (d.icd10) {
+      const code = document.createElement("span");
+      code.className = "muted small";
+      code.textContent = ` ${d.icd10}`;
+      name.append(code);
+    }
+    if (d.rationale) { name.title = d.rationale; }
+    const prob = document.createElement("td");
+    prob.className = "prob";
+    const bar = document.createElement("span");
+    bar.className = "bar";
+    bar.style.width = `${Math.round(60 * Math.max(0, Math.min(1, d.probability)))}px`;
+    prob.append(bar, document.createTextNode(`${(100 * d.probability).toFixed(0)}%`));
+    const cites = document.createElement("td");
+    cites.append(citeList(d.citations));
+    tr.append(name, prob, cites);
+    body.append(tr);
+  }
+  table.hidden = !(a.differential && a.differential.length);
+  const notes = node.querySelector(".notes");
+  notes.textContent = (a.notes || []).join(" ");
+  fillEvidence(node, a.evidence || { documents: [], images: [], model: [] });
+}
+
+function fillEvidence(node, ev) {
+  const panel = node.querySelector(".evidence");
+  const toggle = node.querySelector(".evidence-toggle");
+  const docs = panel.querySelector(".docs");
+  docs.replaceChildren();
+  for (const c of ev.documents || []) docs.append(evidenceItem(c));
+  const thumbs = panel.querySelector(".thumbs");
+  thumbs.replaceChildren();
+  for (const c of ev.images || []) {
+    const fig = document.createElement("figure");
+    fig.setAttribute("data-testid", "similar-image");
+    if (c.thumbnail_url) {
+      const img = document.createElement("img");
+      img.src = c.thumbnail_url;
+      img.alt = `Similar image ${c.id}: ${c.title || ""}`;
+      img.setAttribute("data-testid", "similar-thumb");
+      fig.append(img);
+    }
+    const cap = document.createElement("figcaption");
+    cap.textContent = `[${c.id}] ${c.diagnosis || c.title || ""}`;
+    fig.append(cap);
+    thumbs.append(fig);
+  }
+  const model = panel.querySelector(".model");
+  model.replaceChildren();
+  for (const c of ev.model || []) model.append(evidenceItem(c));
+  panel.querySelector(".images-head").hidden = !(ev.images || []).length;
+  panel.querySelector(".model-head").hidden = !(ev.model || []).length;
+  const total = (ev.documents || []).length + (ev.images || []).length + (ev.model || []).length;
+  toggle.hidden = total === 0;
+  toggle.textContent = `Show evidence (${total})`;
+  toggle.onclick = () => {
+    panel.hidden = !panel.hidden;
+    toggle.setAttribute("aria-expanded", String(!panel.hidden));
+    toggle.textContent = `${panel.hidden ? "Show" : "Hide"} evidence (${total})`;
+  };
+}
+
+function evidenceItem(c) {
+  const li = document.createElement("li");
+  li.setAttribute("data-testid", "citation");
+  const src = document.createElement("span");
+  src.className = "src";
+  src.textContent = `[${c.id}] ${c.source || ""}`;
+  li.append(src);
+  if (c.url) {
+    const a = document.createElement("a");
+    a.href = c.url;
+    a.target = "_blank";
+    a.rel = "noopener noreferrer";
+    a.textContent = c.title || c.id;
+    li.append(a);
+  } else {
+    li.append(document.createTextNode(c.title || c.id));
+  }
+  if (c.quote) {
+    const q = document.createElement("span");
+    q.className = "quote";
+    q.textContent = `“${c.quote}”`;
+    li.append(q);
+  }
+  return li;
+}
+
+function renderAnswer(a) {
+  const node = $("answer-template").content.firstElementChild.cloneNode(true);
+  fillAnswer(node, a);
+  return node;
+}
+
+/* Reads a text/event-stream body: calls onEvent(name, data) per event. */
+async function readSSE(resp, onEvent) {
+  const reader = resp.body.getReader();
+  const decoder = new TextDecoder();
+  let buf = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buf += decoder.decode(value, { stream: true }).replace(/\r\n/g, "\n");
+    let cut;
+    while ((cut = buf.indexOf("\n\n")) >= 0) {
+      const block = buf.slice(0, cut);
+      buf = buf.slice(cut + 2);
+      let name = "message";
+      const data = [];
+      for (const line of block.split("\n")) {
+        if (line.startsWith("event:")) name = line.slice(6).trim();
+        else if (line.startsWith("data:")) data.push(line.slice(5).trimStart());
+      }
+      if (data.length) onEvent(name, JSON.parse(data.join("\n")));
+    }
+  }
+}
+
+async function onAsk(ev) {
+  ev.preventDefault();
+  const input = $("question-input");
+  const question = input.value.trim();
+  if (!question || state.busy) return;
+  state.busy = true;
+  $("ask-button").disabled = true;
+  const log = $("chat-log");
+  try {
+    const sid = await ensureSession();
+    log.append(userBubble(question));
+    input.value = "";
+    const node = $("answer-template").content.firstElementChild.cloneNode(true);
+    const text = node.querySelector(".answer-text");
+    text.classList.add("streaming");
+    text.textContent = "";
+    node.setAttribute("aria-busy", "true");
+    log.append(node);
+    log.scrollTop = log.scrollHeight;
+    const body = { question, history: $("history").value.trim() || null };
+    if (study() && state.showing === "current") body.image_index = state.n;
+    const resp = await api("POST", `/api/sessions/${encodeURIComponent(sid)}/messages`, body, { raw: true });
+    let final = null;
+    await readSSE(resp, (name, data) => {
+      if (name === "delta") { text.textContent += data.text; log.scrollTop = log.scrollHeight; }
+      else if (name === "status" && !text.textContent) text.textContent = "";
+      else if (name === "final") final = data;
+      else if (name === "error") throw new ApiError(500, data);
+    });
+    node.removeAttribute("aria-busy");
+    if (final) {
+      fillAnswer(node, final.answer);
+      node.dataset.messageId = final.message_id;
+      if (study()) await showImage();
+    }
+    await refreshSessions();
+  } catch (e) {
+    const err = document.createElement("div");
+    err.className = "msg error";
+    err.setAttribute("role", "alert");
+    err.textContent = errorText(e);
+    log.append(err);
+    for (const n of log.querySelectorAll(".streaming")) n.classList.remove("streaming");
+  } finally {
+    state.busy = false;
+    $("ask-button").disabled = false;
+    log.scrollTop = log.scrollHeight;
+  }
+}
+
+/* ---------- start ---------- */
+
+async function start() {
+  $("login-form").addEventListener("submit", onLogin);
+  $("signout").addEventListener("click", onSignOut);
+  $("new-session").addEventListener("click", () => { resetSession(); refreshSessions(); setStatus(""); });
+  $("ask-form").addEventListener("submit", onAsk);
+  $("question-input").addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter" && !ev.shiftKey) { ev.preventDefault(); $("ask-form").requestSubmit(); }
+  });
+  wireDrop("drop-current", $("upload-current"), "current");
+  wireDrop("drop-prior", $("upload-prior"), "prior");
+  wireViewer();
+  try {
+    const me = await api("GET", "/api/me");
+    state.csrf = readCookie("zebra_csrf");
+    await showApp(me);
+  } catch (_) {
+    showLogin();
+  }
+}
+
+document.addEventListener("DOMContentLoaded", start);
