@@ -20,7 +20,7 @@ install: $(STAMP)
 ## Set everything up, prepare the default knowledge base and models, start the main job.
 run: $(STAMP)
 	$(BIN)/zebra setup
-	$(BIN)/zebra demo
+	$(BIN)/zebra serve --host $(HOST) --port $(PORT)
 
 ## Run the whole test suite (PostgreSQL tests run when ZEBRA_TEST_PG_URL is set; .ci/run sets it).
 test: $(STAMP)

@@ -1,4 +1,4 @@
-"""``zebra demo``: the main job until the chat UI lands, on real data.
+"""``zebra demo``: a command-line walk-through on real data (the main job is ``zebra serve``).
 
 It reads a real MR study shipped by pydicom (de-identifying it on the way in), keeps it in the store, and
 answers a real MedPix teaching case's history and findings (dev split, which the default knowledge base never

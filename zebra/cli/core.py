@@ -56,7 +56,7 @@ def setup(
 
 @app.command()
 def demo(json_out: bool = typer.Option(False, "--json", help="Print the result as JSON.")) -> None:
-    """The main job until the chat UI lands: a real study in, a cited differential out (research use only)."""
+    """A walk-through on real data: a real study in, a cited differential from retrieval out (research use)."""
     from dataclasses import asdict
 
     from zebra.config import get_settings
@@ -89,4 +89,4 @@ def demo(json_out: bool = typer.Option(False, "--json", help="Print the result a
     console.print(table)
     if result.truth:
         console.print(f"Teaching-file diagnosis of this case: [bold]{result.truth}[/bold]")
-    console.print("Retrieval-only answer: the VLM and the agent are added by later issues.")
+    console.print("This walk-through shows retrieval only; `zebra ask` and `zebra serve` run the full agent.")
