@@ -38,7 +38,7 @@ def test_inspect_json_has_no_patient_identifiers(zebra_env):
     path = get_testdata_file("CT_small.dcm")  # PatientName CompressedSamples^CT1, PatientID 1CT1
     result = CliRunner().invoke(app, ["data", "inspect", str(path), "--json"])
     assert result.exit_code == 0, result.output
-    payload = json.loads(result.output)
+    payload = json.loads(result.stdout)  # log lines may go to stderr
     assert payload["source_kind"] == "dicom"
     assert payload["series"][0]["images"][0]["shape"] == [128, 128]
     assert "PatientName" in payload["deid"]["emptied"]
@@ -56,7 +56,7 @@ def test_inspect_table_output(zebra_env):
 def test_bench_intake_fuzz_prints_json():
     result = CliRunner().invoke(app, ["bench", "intake-fuzz", "--cases", "20", "--workers", "1"])
     assert result.exit_code == 0, result.output
-    payload = json.loads(result.output)
+    payload = json.loads(result.stdout)
     assert payload["cases"] == 20 and sum(payload["counts"].values()) == 20
 
 

@@ -169,11 +169,23 @@ def run_case(path: Path, settings: Any) -> tuple[str, str, str, str]:
     return "ok", "", "", ""
 
 
+def _mapped_bytes() -> int:
+    """Virtual memory this process maps now (0 where /proc is absent)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as fh:
+            return int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def _worker(conn: Connection, seeds: list[Path], seed: int, workdir: str, settings: Any) -> None:
     try:
         import resource
 
-        resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEMORY_BYTES, WORKER_MEMORY_BYTES))
+        # The budget comes on top of what the forked worker already maps (a parent that imported torch maps
+        # gigabytes of address space), so the limit catches runaway allocations, not the inherited libraries.
+        limit = _mapped_bytes() + WORKER_MEMORY_BYTES
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     except (ImportError, ValueError, OSError):
         pass
     logging.disable(logging.CRITICAL)  # thousands of cases; results travel over the pipe
