@@ -211,6 +211,7 @@ def bench_ann(
     nprobe: Sequence[int] = (8, 16, 32, 64, 128),
     ef_construction: int = 80,
     clusters: int = 1000,
+    spread: float = 1.0,
     seed: int = 0,
     search_threads: int = 1,
     target_recall: float = 0.95,
@@ -227,8 +228,8 @@ def bench_ann(
 
     build_threads = os.cpu_count() or 1
     t = time.perf_counter()
-    data = clustered_vectors(n, dim, clusters=clusters, seed=seed)
-    qs = clustered_vectors(queries, dim, clusters=clusters, seed=seed + 1)
+    data = clustered_vectors(n, dim, clusters=clusters, spread=spread, seed=seed)
+    qs = clustered_vectors(queries, dim, clusters=clusters, spread=spread, seed=seed + 1)
     gen_s = time.perf_counter() - t
     ids = np.arange(n, dtype=np.int64)
     faiss.omp_set_num_threads(build_threads)
@@ -243,6 +244,7 @@ def bench_ann(
         "n": n,
         "dim": dim,
         "clusters": clusters,
+        "spread": spread,
         "queries": queries,
         "k": k,
         "build_threads": build_threads,

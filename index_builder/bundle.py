@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from index_builder import layout
-from index_builder.errors import REBUILD_HINT, BundleIntegrityError
+from index_builder.errors import REBUILD_HINT, BundleChangedError, BundleIntegrityError
 
 if TYPE_CHECKING:
     import faiss
@@ -41,6 +41,15 @@ class Bundle:
     def __init__(self, path: Path, manifest: dict[str, Any]) -> None:
         self.path = Path(path)
         self.manifest = manifest
+        # A rebuild swaps a new folder in at the same path; lazy loads must not mix two bundles.
+        self._identity = _identity(self.path)
+
+    def _check_unchanged(self) -> None:
+        if _identity(self.path) != self._identity:
+            raise BundleChangedError(
+                f"The bundle at {self.path} was rebuilt or updated after it was opened.",
+                hint="Open it again (Bundle.open) to read the new version.",
+            )
 
     @classmethod
     def open(cls, path: str | Path, *, verify: bool = True) -> Bundle:
@@ -63,6 +72,7 @@ class Bundle:
     def _read_parquet(self, name: str) -> pd.DataFrame:
         import pandas as pd
 
+        self._check_unchanged()
         path = self.path / name
         try:
             return pd.read_parquet(path)
@@ -96,6 +106,7 @@ class Bundle:
 
         from index_builder.faiss_factory import set_search_params
 
+        self._check_unchanged()
         path = self.path / entry["file"]
         try:
             index = faiss.read_index(str(path))
@@ -124,6 +135,7 @@ class Bundle:
         """The BM25 keyword index over chunk texts."""
         from index_builder.bm25 import BM25Index
 
+        self._check_unchanged()
         entry = self.manifest.get("bm25") or {}
         return BM25Index(self.path / entry.get("dir", layout.BM25_DIR))
 
@@ -212,6 +224,12 @@ class Bundle:
     def __repr__(self) -> str:
         c = self.counts
         return f"Bundle({str(self.path)!r}, documents={c.get('documents')}, chunks={c.get('chunks')}, images={c.get('images')})"
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    """(device, inode) of the bundle folder: changes when a build swaps a new folder in."""
+    st = path.stat()
+    return st.st_dev, st.st_ino
 
 
 def _check_dim(dim: int, info: dict[str, Any], path: Path) -> None:

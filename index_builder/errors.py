@@ -15,6 +15,10 @@ class BundleIntegrityError(IndexIntegrityError):
     """A bundle file is missing, truncated or altered (same as :class:`IndexIntegrityError`)."""
 
 
+class BundleChangedError(IndexIntegrityError):
+    """The bundle folder was replaced (rebuilt or updated) after it was opened."""
+
+
 class SourceError(DatasetError):
     """A document source spec is invalid or its data cannot be read."""
 

@@ -172,3 +172,14 @@ def test_embedder_dimension_mismatch(built: Path) -> None:
     path.write_text(json.dumps(m))
     with pytest.raises(IndexIntegrityError, match="dimension 99"):
         Bundle.open(built).text_embedder()
+
+
+def test_lazy_loads_refuse_a_bundle_swapped_underneath(built: Path, corpus: Path) -> None:
+    from index_builder.errors import BundleChangedError
+
+    reader = Bundle.open(built)
+    chunks = reader.chunks  # loaded before the rebuild: stays usable
+    build_bundle(built, [f"jsonl:{corpus}?name=v2"], text_embedder=HASH)
+    with pytest.raises(BundleChangedError, match="Open it again"):
+        _ = reader.text_index
+    assert len(chunks) == 4 and set(Bundle.open(built).documents["source"]) == {"v2"}

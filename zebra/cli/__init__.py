@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "zebra.cli.agent",
     "zebra.cli.web",
     "zebra.cli.triage",
+    "zebra.cli.vlm",
 )
 
 

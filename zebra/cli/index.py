@@ -192,6 +192,9 @@ def bench_ann_cmd(
     nprobe: str = typer.Option("8,16,32,64,128", help="IVF nprobe values (comma list)."),
     ef_construction: int = typer.Option(80, min=8, help="HNSW efConstruction."),
     clusters: int = typer.Option(1000, min=1, help="Gaussian mixture components."),
+    spread: float = typer.Option(
+        1.0, min=0.0, help="Noise norm relative to the cluster centre (higher: harder)."
+    ),
     threads: int = typer.Option(1, min=1, help="OpenMP threads per single query."),
     seed: int = typer.Option(0, help="Data seed."),
 ) -> None:
@@ -215,6 +218,7 @@ def bench_ann_cmd(
         nprobe=nps,
         ef_construction=ef_construction,
         clusters=clusters,
+        spread=spread,
         seed=seed,
         search_threads=threads,
     )

@@ -1,0 +1,125 @@
+"""``vlm/weights/MODEL_CARD.md`` from a checkpoint's JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def write_model_card(path: Path, meta: dict[str, Any], ckpt: Path, encoder: Path) -> Path:
+    """Writes the model card (data, command, metrics, intended use, limits)."""
+    metrics = meta.get("metrics", {})
+    det = metrics.get("tumour_valid", {})
+    pairs = metrics.get("held_out_pairs", {})
+    ret = metrics.get("medpix_dev_retrieval", {})
+    stages = meta.get("training", {}).get("stages", {})
+    size_mb = ckpt.stat().st_size / 1e6
+    enc_mb = encoder.stat().st_size / 1e6
+    lines = [
+        "# Model card: zebra-vlm-v1 (Zebra's built-in anomaly-aware VLM)",
+        "",
+        "**Research use only. Not a medical device; never use it for clinical decisions.**",
+        "",
+        "## What it is",
+        f"- Files: `{ckpt.name}` ({_mb(size_mb)}) + `{ckpt.with_suffix('.json').name}` (config, gate statistics,"
+        f" metrics); `{encoder.name}` ({_mb(enc_mb)}): the vision encoder + CLIP text tower as an open_clip state"
+        f" dict of architecture `{meta.get('encoder_arch')}` (`index_builder/model_configs/{meta.get('encoder_arch')}.json`).",
+        "- Vision encoder: open_clip ModifiedResNet (width 16, layers [1, 2, 2, 1], 256 px, grayscale replicated to"
+        " 3 channels, letterboxed), trained from scratch; 256-d attention-pooled embedding shared with retrieval.",
+        "- MEDIC-AD-style heads: 8 learnable `<Ano>` tokens cross-attending to stride-16 features feed the anomaly"
+        " score, K2Sight-style attribute heads (side, region, shape, margin, signal, enhancement, multiplicity, mass"
+        " effect, size) and FiLM-condition an anchor-free CenterNet box head at stride 8 whose centre map is the"
+        " heatmap; 4 `<Diff>` tokens on phase-correlation-aligned feature differences feed the change head"
+        " (worsening/stable/improved) and a difference heatmap.",
+        "- Captions are templates filled from the predictions; low-confidence attributes are omitted.",
+        "- An input gate rejects blank, noise, colour and out-of-domain images (image statistics + Mahalanobis"
+        " distance of the embedding to the training images).",
+        "",
+        "## Training data",
+    ]
+    for stage, text in meta.get("training", {}).get("data", {}).items():
+        lines.append(f"- `{stage}`: {text}")
+    lines += [
+        "- Fixed validation split: the tumour set's `valid` split (never trained on). Caveat: this public set is a"
+        " Roboflow export whose splits contain augmented copies (e.g. flipped) of the same source slices, so"
+        " `valid` is not independent of `train`; numbers below overstate performance on new patients.",
+        "",
+        "## Reproduce",
+        "```",
+        "zebra vlm build-default --medpix ../shared/data/medpix-2.0 --tumor ../shared/data/brain-tumor-mri \\",
+        "    --work /tmp/zebra-vlm-build --out vlm/weights",
+        "```",
+        "Stages (epochs): "
+        + ", ".join(f"`{k}` ({v['epochs']})" for k, v in stages.items())
+        + ". CPU only (2 threads), seeded; see docs/vlm.md.",
+        "",
+        "## Metrics",
+        "",
+        "Tumour `valid` split (872 images minus unlabelled; boxes in image pixels):",
+        "",
+        "| metric | value |",
+        "|---|---|",
+    ]
+    for key in (
+        "map30",
+        "map50",
+        "ap30_dataset",
+        "ap50_dataset",
+        "pointing_game",
+        "anomaly_auroc",
+        "gate_accept_rate",
+    ):
+        if key in det:
+            lines.append(f"| {key} | {_fmt(det[key])} |")
+    lines += [
+        "",
+        "`map*` = AP per image with gold boxes averaged over those images (NOVA style); `ap*_dataset` = one-class AP"
+        " over all detections of all images. Pointing game = heatmap maximum inside a gold box.",
+        "",
+        f"Held-out synthetic pairs (seeds 98/99, {pairs.get('pairs', '?')} pairs): change accuracy"
+        f" {_fmt(pairs.get('change_accuracy', float('nan')))}"
+        + "".join(f", {k} {_fmt(v)}" for k, v in pairs.items() if k.startswith("recall_"))
+        + ".",
+        "",
+    ]
+    if ret:
+        k = ret.get("k", 10)
+        lines.append(
+            f"MedPix dev image-to-caption recall@{k}: trained {_fmt(ret['trained'].get(f'recall@{k}'))} vs random-weight"
+            f" encoder {_fmt(ret['random_init'].get(f'recall@{k}'))} ({int(ret['trained'].get('n_queries', 0))} images,"
+            f" {int(ret['trained'].get('n_captions', 0))} distinct captions)."
+        )
+    lines += [
+        "",
+        "## Intended use and limits",
+        "- Intended: research prototypes of retrieval-augmented reading of head CT/MR slices; a component of"
+        " Zebra's agent that must always be checked by a qualified reader.",
+        "- Trained on few, mostly public teaching and Kaggle-style images plus synthetic lesions; tiny model trained"
+        " for tens of minutes on 2 CPU cores. Expect misses, false positives and wrong attributes on real data.",
+        "- Attributes come mostly from synthetic lesions: on real images they are weak cues, not findings.",
+        "- Sizes in mm are only meaningful when the pixel spacing is known (DICOM); otherwise they are estimates"
+        " (confidence 0.4, not stated in captions).",
+        "- Side words assume an axial slice in radiological convention; the model does not know the plane.",
+        "- The change head was trained on synthetic pairs only.",
+        "- The gate is a heuristic: it may accept unusual non-medical grayscale images and reject unusual medical ones.",
+        "",
+        "## Training log (last epoch per stage)",
+        "```",
+        json.dumps({k: v["last"] for k, v in stages.items()}, indent=1, sort_keys=True)[:6000],
+        "```",
+        "",
+    ]
+    path.write_text("\n".join(lines))
+    return path
+
+
+def _mb(mb: float) -> str:
+    """``"8.6 MB"``."""
+    return f"{mb:.1f} MB"
