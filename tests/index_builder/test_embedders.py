@@ -153,3 +153,27 @@ def test_minilm_builtin(minilm) -> None:
     assert vecs[0] @ vecs[1] > vecs[0] @ vecs[2] + 0.2
     assert minilm.count_tokens("glioblastoma") > 1  # word pieces
     assert create_text_embedder("builtin") is minilm  # cached per process
+
+
+@pytest.mark.slow
+def test_minilm_bundle_search(
+    minilm, tmp_path: Path, corpus: Path, long_corpus: Path, zebra_env: Path
+) -> None:
+    from index_builder.build import build_bundle
+    from index_builder.bundle import Bundle
+
+    out = tmp_path / "real"
+    m = build_bundle(out, [f"jsonl:{corpus}", f"jsonl:{long_corpus}?name=long"], text_embedder="builtin")
+    assert m["text_embedder"] == {
+        "spec": "builtin",
+        "name": "all-MiniLM-L6-v2",
+        "dim": 384,
+        "max_tokens": 256,
+        "normalize": True,
+    }
+    bundle = Bundle.open(out)
+    assert bundle.text_embedder() is minilm
+    hit = bundle.search_text("extra-axial mass with a dural tail", 1)[0][0]
+    assert bundle.chunks.loc[hit, "doc_id"] == "jsonl:men"
+    assert max(minilm.count_tokens(t) for t in bundle.chunks["text"]) <= 200
+    assert (bundle.chunks["source"] == "long").sum() > 6  # long documents were split

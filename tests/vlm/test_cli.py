@@ -29,7 +29,18 @@ def test_analyze_writes_json_and_overlays(cli, zebra_env, tmp_path, tiny_checkpo
     Image.fromarray(brain_slice).save(current)
     Image.fromarray(synthetic_slice(256, seed=0, scale=0.6)).save(prior)
     out = tmp_path / "out"
-    code = cli(["analyze", str(current), "--prior", str(prior), "--out", str(out), "--vlm", f"builtin:{tiny_checkpoint}"])
+    code = cli(
+        [
+            "analyze",
+            str(current),
+            "--prior",
+            str(prior),
+            "--out",
+            str(out),
+            "--vlm",
+            f"builtin:{tiny_checkpoint}",
+        ]
+    )
     assert code == 0
     data = json.loads((out / "analysis.json").read_text())
     assert data["current"]["gate"]["accepted"] is True
@@ -41,13 +52,20 @@ def test_analyze_writes_json_and_overlays(cli, zebra_env, tmp_path, tiny_checkpo
             assert img.size == (256, 256) and img.mode == "RGB"
 
 
-def test_analyze_gated_input_and_missing_checkpoint(cli, zebra_env, tmp_path, tiny_checkpoint, capsys) -> None:
+def test_analyze_gated_input_and_missing_checkpoint(
+    cli, zebra_env, tmp_path, tiny_checkpoint, capsys
+) -> None:
     noise = tmp_path / "noise.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (96, 96), dtype=np.uint8)).save(noise)
     out = tmp_path / "o"
-    assert cli(["analyze", str(noise), "--out", str(out), "--vlm", f"builtin:{tiny_checkpoint}", "--json"]) == 0
+    assert (
+        cli(["analyze", str(noise), "--out", str(out), "--vlm", f"builtin:{tiny_checkpoint}", "--json"]) == 0
+    )
     data = json.loads((out / "analysis.json").read_text())
     assert data["current"]["gate"]["kind"] == "noise" and data["current"]["caption"] is None
     assert not (out / "overlay.png").exists()
-    assert cli(["analyze", str(noise), "--out", str(out), "--vlm", f"builtin:{tmp_path / 'none.safetensors'}"]) == 2
+    assert (
+        cli(["analyze", str(noise), "--out", str(out), "--vlm", f"builtin:{tmp_path / 'none.safetensors'}"])
+        == 2
+    )
     assert "does not exist" in capsys.readouterr().err

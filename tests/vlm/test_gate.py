@@ -34,10 +34,20 @@ def test_embedding_ood_score() -> None:
     back = EmbeddingStats.from_dict(stats.to_dict())
     assert np.allclose(back.score(train[:5]), stats.score(train[:5]), rtol=1e-3)
     gate = Gate(stats)
-    s = {"std": 0.2, "dynamic_range": 0.7, "saturation": 0.0, "lag1_correlation": 0.95, "spectral_flatness": 0.01}
+    s = {
+        "std": 0.2,
+        "dynamic_range": 0.7,
+        "saturation": 0.0,
+        "lag1_correlation": 0.95,
+        "spectral_flatness": 0.01,
+    }
     assert gate.decide(s, train[:1]).accepted
     verdict = gate.decide(s, np.full((1, 16), 9.0))
-    assert not verdict.accepted and verdict.kind == "out_of_domain" and verdict.scores["ood_score"] > verdict.scores["ood_threshold"]
+    assert (
+        not verdict.accepted
+        and verdict.kind == "out_of_domain"
+        and verdict.scores["ood_score"] > verdict.scores["ood_threshold"]
+    )
 
 
 def test_gated_images_are_never_described(tiny_checkpoint) -> None:
@@ -47,4 +57,31 @@ def test_gated_images_are_never_described(tiny_checkpoint) -> None:
     noise = np.random.default_rng(2).integers(0, 255, (128, 128), dtype=np.uint8)
     result = backend.analyze_image(noise)
     assert not result.gate.accepted and result.gate.kind == "noise"
-    assert result.caption is None and result.boxes == [] and result.heatmap is None and result.anomaly_score is None
+    assert (
+        result.caption is None
+        and result.boxes == []
+        and result.heatmap is None
+        and result.anomaly_score is None
+    )
+
+
+def test_photo_like_images_face_the_stricter_trunk_threshold() -> None:
+    rng = np.random.default_rng(3)
+    trunk = EmbeddingStats.fit(rng.normal(0, 1, (300, 12)), k=6, margin=2.5)
+    trunk.fit_photo_threshold(0.85)
+    assert trunk.photo_threshold < trunk.threshold
+    gate = Gate(None, trunk)
+    probe = np.full((1, 12), 1.6)
+    value = float(trunk.score(probe)[0])
+    assert trunk.photo_threshold < value < trunk.threshold  # between the two thresholds
+    base = {
+        "std": 0.2,
+        "dynamic_range": 0.7,
+        "saturation": 0.0,
+        "lag1_correlation": 0.95,
+        "spectral_flatness": 0.01,
+    }
+    photo = gate.decide({**base, "border_dark": 0.05, "dark_fraction": 0.02}, None, probe)
+    assert not photo.accepted and photo.kind == "natural_photo"
+    slice_like = gate.decide({**base, "border_dark": 0.9, "dark_fraction": 0.4}, None, probe)
+    assert slice_like.accepted and slice_like.kind == "medical"

@@ -14,7 +14,9 @@ from vlm.train.stages import AnoStage, DiffStage
 
 @pytest.fixture(scope="module")
 def image_set(synthetic_nova, tmp_path_factory):
-    return load_image_set(synthetic_nova, size=64, cache_dir=tmp_path_factory.mktemp("cache"), masks=True, progress=False)
+    return load_image_set(
+        synthetic_nova, size=64, cache_dir=tmp_path_factory.mktemp("cache"), masks=True, progress=False
+    )
 
 
 def test_cached_set_has_boxes_attributes_and_pairs(image_set) -> None:
@@ -61,8 +63,15 @@ def test_diff_stage_trains_only_the_change_module(tiny_config, image_set) -> Non
     opt.step()
     after = bundle.vlm.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
-    assert changed and all(k.split(".")[0] in ("diff_in", "diff", "change_head", "diff_heat") for k in changed)
+    assert changed and all(
+        k.split(".")[0] in ("diff_in", "diff", "change_head", "diff_heat") for k in changed
+    )
     assert set(parts) >= {"change", "diff_heat"}
+    # With cached frozen features (2 jittered variants per pair) the same loss is computed from the cache.
+    cached = DiffStage(image_set, batch_size=3, feature_variants=2, seed=0)
+    loss2, _ = cached.loss(bundle, cached.items, torch.Generator().manual_seed(1))
+    assert cached._cache["labels"].shape == (6,) and cached._cache["p16c"].dtype == torch.float16
+    assert torch.isfinite(loss2)
 
 
 def _opts(tmp, data, config, cache, **kw) -> TrainOptions:

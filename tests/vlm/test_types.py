@@ -13,7 +13,9 @@ def _analysis() -> ImageAnalysis:
         anomaly_score=0.87,
         boxes=[Box(1.5, 2.0, 30.0, 40.0, 0.9, "finding")],
         heatmap=np.zeros((50, 60), np.float32),
-        attributes=Attributes(site="right frontal lobe", size_mm=12.0, size_class="medium", confidences={"site": 0.7}),
+        attributes=Attributes(
+            site="right frontal lobe", size_mm=12.0, size_class="medium", confidences={"site": 0.7}
+        ),
         caption="Focal abnormality.",
         embedding=np.ones(8, np.float32),
         model="builtin:test",
@@ -24,7 +26,9 @@ def test_study_analysis_json_round_trip() -> None:
     study = StudyAnalysis(
         current=_analysis(),
         prior=_analysis(),
-        change=ChangeAnalysis("worsening", 0.8, {"worsening": 0.8, "stable": 0.15, "improved": 0.05}, None, "Larger."),
+        change=ChangeAnalysis(
+            "worsening", 0.8, {"worsening": 0.8, "stable": 0.15, "improved": 0.05}, None, "Larger."
+        ),
     )
     text = json.dumps(study.to_dict(), allow_nan=False)  # NaN must have become null
     back = StudyAnalysis.from_dict(json.loads(text))

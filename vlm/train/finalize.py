@@ -55,11 +55,11 @@ def training_features(bundle: Bundle, roots: list[Path], per_set: int = 600) -> 
 
 
 def fit_gate(bundle: Bundle, roots: list[Path]) -> tuple[EmbeddingStats, EmbeddingStats]:
-    """Gate statistics of the embedding (threshold 1.3 x p99.5) and of the trunk features (threshold 2 x
+    """Gate statistics of the embedding (threshold 1.3 x p99.5) and of the trunk features (threshold 2.5 x
     p99.5; photo-like images: 0.85 x p99.5) from training images."""
     embeddings, trunks = training_features(bundle, roots)
     emb = EmbeddingStats.fit(embeddings, margin=1.3)
-    trunk = EmbeddingStats.fit(trunks, margin=2.0)
+    trunk = EmbeddingStats.fit(trunks, margin=2.5)
     trunk.fit_photo_threshold(0.85)
     log.info(
         "gate: %d images; embedding threshold %.3f; trunk threshold %.3f, photo-like %.3f",

@@ -140,6 +140,12 @@ def train_cmd(
     train_size: list[int] = typer.Option(
         [], "--train-size", help="ano: input sides for multi-scale (repeatable)."
     ),
+    feature_variants: int = typer.Option(
+        0,
+        "--feature-variants",
+        min=0,
+        help="diff: cache N jittered passes per pair through the frozen network.",
+    ),
     threads: int = typer.Option(2, "--threads", min=1),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
@@ -161,6 +167,7 @@ def train_cmd(
             lr=lr,
             lock_image=lock_image,
             train_sizes=list(train_size),
+            feature_variants=feature_variants,
             threads=threads,
             progress=not quiet,
         )
