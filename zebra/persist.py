@@ -8,29 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image as PILImage
 from sqlalchemy.orm import Session
 
+from zebra.fileio import atomic_write_bytes
 from zebra.intake.types import Study
 
 log = logging.getLogger(__name__)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _png_bytes(array: np.ndarray) -> bytes:
@@ -101,8 +88,8 @@ def save_study(
         for i_index, image in enumerate(series.images):
             stem = rel_root / f"s{s_index:03d}" / f"i{i_index:05d}"
             png = _png_bytes(image.display)
-            _atomic_write(root / stem.with_suffix(".png"), png)
-            _atomic_write(root / stem.with_suffix(".npy"), _npy_bytes(image.pixels.astype(np.float32)))
+            atomic_write_bytes(root / stem.with_suffix(".png"), png)
+            atomic_write_bytes(root / stem.with_suffix(".npy"), _npy_bytes(image.pixels.astype(np.float32)))
             session.add(
                 store.Image(
                     series=s_row,

@@ -12,32 +12,20 @@ import hashlib
 import io
 import json
 import logging
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from zebra.fileio import atomic_write_bytes
+
 log = logging.getLogger(__name__)
 
 _THUMB_NAME = re.compile(r"^[0-9a-f]{64}$")
 _IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp"})
 THUMB_SIDE = 160
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def colormap(values: np.ndarray) -> np.ndarray:
@@ -110,11 +98,11 @@ class OverlayStore:
         except (OSError, ValueError) as exc:  # a bad heatmap file loses the overlay, not the answer
             log.warning("could not read a heatmap (%s)", type(exc).__name__)
         if png is not None:
-            _atomic_write(folder / "heatmap.png", png[0])
+            atomic_write_bytes(folder / "heatmap.png", png[0])
             stored["heatmap_kind"] = png[1]
         else:
             (folder / "heatmap.png").unlink(missing_ok=True)
-        _atomic_write(folder / "finding.json", json.dumps(stored).encode())
+        atomic_write_bytes(folder / "finding.json", json.dumps(stored).encode())
         return stored
 
     def finding(self, study_id: int, n: int) -> dict[str, Any] | None:
@@ -147,7 +135,7 @@ class OverlayStore:
                             img.convert("RGB").save(buf, format="PNG")
                     except (OSError, ValueError, Image.DecompressionBombError):
                         return None
-                    _atomic_write(out, buf.getvalue())
+                    atomic_write_bytes(out, buf.getvalue())
                 return name
         return None
 
@@ -168,5 +156,5 @@ class OverlayStore:
         name = hashlib.sha256(data).hexdigest()
         out = self.root / "thumbs" / f"{name}.png"
         if not out.is_file():
-            _atomic_write(out, data)
+            atomic_write_bytes(out, data)
         return name
