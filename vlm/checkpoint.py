@@ -1,8 +1,7 @@
 """Checkpoints of the built-in VLM: ``NAME.safetensors`` (weights) beside ``NAME.json`` (config + gate statistics).
 
-Nothing is unpickled: weights are safetensors, everything else JSON. :func:`export_open_clip` writes the
-vision encoder (plus the CLIP text tower) as a plain open_clip state dict, so that
-``index_builder``'s open_clip image embedder can load it as ``openclip:zebra-med-rn16@PATH``.
+Nothing is unpickled: weights are safetensors, everything else JSON. The open_clip export of the vision
+encoder (``zebra-med-encoder.safetensors``) is written and verified by :mod:`vlm.export`.
 """
 
 from __future__ import annotations
@@ -26,6 +25,19 @@ FORMAT = "zebra-vlm/1"
 DEFAULT_NAME = "zebra-vlm-v1"
 ENCODER_NAME = "zebra-med-encoder"
 PACKAGE_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+
+def encoder_path(out: Path) -> Path:
+    """Where a build writes its exported encoder: for the shipped build (``out`` = ``vlm/weights``) the retrieval
+    package's weights, since it is the built-in image embedder of the index; otherwise beside the checkpoint."""
+    from index_builder.embedders.image import BUILTIN_WEIGHTS
+    from index_builder.embedders.image import PACKAGE_WEIGHTS_DIR as INDEX_WEIGHTS_DIR
+
+    if Path(out).resolve() == PACKAGE_WEIGHTS_DIR:
+        return INDEX_WEIGHTS_DIR / BUILTIN_WEIGHTS
+    return Path(out) / f"{ENCODER_NAME}.safetensors"
+
+
 #: Seed of the random initialisation the weights are loaded over (keeps un-trained parts reproducible).
 INIT_SEED = 1234
 
@@ -163,17 +175,3 @@ def default_checkpoint() -> Path:
         f"The default VLM checkpoint {DEFAULT_NAME}.safetensors is not installed.",
         hint="Build it with 'zebra vlm build-default' (see docs/vlm.md) or pass --vlm builtin:/path/ckpt.safetensors.",
     )
-
-
-def export_open_clip(
-    model: torch.nn.Module, text_state: dict[str, torch.Tensor], path: Path, *, text_fp16: bool = True
-) -> Path:
-    """Writes an open_clip CLIP state dict: ``visual.*`` from ``model``, the text tower from ``text_state``.
-
-    The text tower is stored in float16 (it is most of the size; ``load_state_dict`` casts it back).
-    """
-    state = {f"visual.{k}": v for k, v in model.visual.state_dict().items()}
-    for key, value in text_state.items():
-        state[key] = value.half() if text_fp16 and value.is_floating_point() else value
-    save_state(state, path, metadata={"format": "open_clip", "arch": model.config.arch})
-    return path

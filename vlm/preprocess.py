@@ -163,3 +163,15 @@ def normalize_batch(squares: Any) -> Any:
     mean = torch.tensor(CLIP_MEAN, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     std = torch.tensor(CLIP_STD, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     return (x - mean) / std
+
+
+def to_model_input(image: Any, size: int = 256) -> Any:
+    """The VLM's whole preprocessing of one image as a ``(3, size, size)`` float tensor.
+
+    A drop-in for open_clip's ``preprocess`` transform: with it, the exported encoder
+    (``zebra-med-encoder.safetensors``) gives exactly :attr:`vlm.types.ImageAnalysis.embedding`
+    (open_clip's own transform centre-crops instead of letterboxing and works on RGB).
+    """
+    import torch
+
+    return normalize_batch(torch.from_numpy(prepare(image, size).square)[None])[0]

@@ -1,9 +1,11 @@
-"""Image embedders: open_clip models from a local checkpoint, including Zebra's own small ViT.
+"""Image embedders: open_clip models from a local checkpoint, including Zebra's own medical encoder.
 
-``builtin`` is ``zebra-vit-s16`` (``index_builder/model_configs/zebra-vit-s16.json``: ViT 224/16, width 384,
-8 layers; 4-layer 256-wide text tower; 256-d embeddings). Its weights come from
-``<data_dir>/models/zebra-vit-s16.safetensors``, else ``index_builder/weights/zebra-vit-s16.safetensors``;
-when neither exists the model is a seeded random initialisation, flagged ``seeded_random`` in manifests.
+``builtin`` is ``zebra-med-rn16`` (``index_builder/model_configs/zebra-med-rn16.json``: a small open_clip
+ModifiedResNet at 256 px with a 3-layer text tower; 256-d embeddings), the vision encoder of the built-in VLM
+(``vlm``), trained CLIP-style on MedPix images and captions and then on the VLM's detection stages, exported
+by ``zebra vlm build-default``. Its weights come from ``<data_dir>/models/zebra-med-encoder.safetensors``, else
+``index_builder/weights/zebra-med-encoder.safetensors`` (committed); when neither exists the model is a seeded
+random initialisation, flagged ``seeded_random`` in manifests.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-BUILTIN_ARCH = "zebra-vit-s16"
+BUILTIN_ARCH = "zebra-med-rn16"
+#: File name of the built-in encoder's weights (written by the VLM build).
+BUILTIN_WEIGHTS = "zebra-med-encoder.safetensors"
 MODEL_CONFIG_DIR = Path(__file__).resolve().parents[1] / "model_configs"
 PACKAGE_WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 #: Seed of the random initialisation used when no trained checkpoint exists.
@@ -42,11 +46,11 @@ def register_model_configs() -> list[str]:
 
 
 def builtin_checkpoint() -> Path | None:
-    """The trained ``zebra-vit-s16`` checkpoint in force, or ``None`` when there is none yet."""
+    """The trained ``zebra-med-rn16`` checkpoint in force, or ``None`` when there is none."""
     from zebra.config import get_settings
 
     for folder in (get_settings().models_dir, PACKAGE_WEIGHTS_DIR):
-        path = folder / f"{BUILTIN_ARCH}.safetensors"
+        path = folder / BUILTIN_WEIGHTS
         if path.is_file():
             return path
     return None
@@ -122,9 +126,9 @@ class OpenClipEmbedder:
         else:
             log.warning(
                 "image embedder %s has no trained checkpoint: using a seeded random initialisation "
-                "(image search is meaningless until zebra-vit-s16.safetensors is trained into %s)",
+                "(image search is meaningless without trained weights, e.g. %s in <data_dir>/models)",
                 arch,
-                "<data_dir>/models",
+                BUILTIN_WEIGHTS,
             )
         self._model = model.to(device).eval()
         self._preprocess = preprocess
@@ -207,7 +211,7 @@ def _open_clip(arch: str, checkpoint: str | None, spec: str, device: str) -> Ope
 
 
 @IMAGE_EMBEDDERS.register(
-    "builtin", help="zebra-vit-s16 (open_clip ViT 224/16, 256-d); trained checkpoint or seeded init"
+    "builtin", help="zebra-med-rn16 (the built-in VLM's open_clip encoder, 256-d) with its committed weights"
 )
 def _builtin(arg: str = "", **_: object) -> OpenClipEmbedder:
     ckpt = builtin_checkpoint()

@@ -49,31 +49,14 @@ def test_hash_embedder_is_deterministic_and_normalised() -> None:
 
 
 @pytest.fixture(scope="module")
-def clip(tmp_path_factory: pytest.TempPathFactory):
-    """The builtin image embedder with no checkpoint anywhere (seeded random initialisation)."""
-    import os
+def clip():
+    """An open_clip embedder with no checkpoint (Zebra's small ViT config, seeded random initialisation)."""
+    from index_builder.embedders.image import OpenClipEmbedder
 
-    from zebra.config import get_settings
-
-    data_dir = tmp_path_factory.mktemp("zebra-data")
-    old = os.environ.get("ZEBRA_DATA_DIR")
-    os.environ["ZEBRA_DATA_DIR"] = str(data_dir)
-    get_settings.cache_clear()
-    try:
-        from index_builder.embedders.image import OpenClipEmbedder, builtin_checkpoint
-
-        if builtin_checkpoint() is not None:  # pragma: no cover - once the VLM engineer ships weights
-            pytest.skip("a trained checkpoint is installed")
-        yield OpenClipEmbedder("zebra-vit-s16", None, spec="builtin")
-    finally:
-        if old is None:
-            os.environ.pop("ZEBRA_DATA_DIR", None)
-        else:
-            os.environ["ZEBRA_DATA_DIR"] = old
-        get_settings.cache_clear()
+    return OpenClipEmbedder("zebra-vit-s16", None, spec="openclip-seeded")
 
 
-def test_builtin_image_embedder_seeded_random(clip) -> None:
+def test_seeded_random_image_embedder(clip) -> None:
     from PIL import Image
 
     from index_builder.embedders.image import OpenClipEmbedder
@@ -96,7 +79,7 @@ def test_builtin_image_embedder_seeded_random(clip) -> None:
     texts = clip.encode_texts(["axial CT of the head", "chest radiograph"])
     assert texts.shape == (2, 256) and not np.allclose(texts[0], texts[1])
     # Same seed, same weights: another process would produce the same vectors.
-    again = OpenClipEmbedder("zebra-vit-s16", None, spec="builtin")
+    again = OpenClipEmbedder("zebra-vit-s16", None, spec="openclip-seeded")
     assert np.allclose(again.encode_images(images[:1]), vecs[:1], atol=1e-5)
 
 
@@ -126,14 +109,34 @@ def test_openclip_spec_loads_local_checkpoint(clip, tmp_path: Path) -> None:
         create_image_embedder(f"openclip:zebra-vit-s61@{ckpt}")
 
 
-def test_builtin_checkpoint_from_data_dir(zebra_env: Path, clip) -> None:
-    from safetensors.torch import save_file
+def test_builtin_is_the_committed_medical_encoder(zebra_env: Path) -> None:
+    from index_builder.embedders.image import (
+        BUILTIN_ARCH,
+        BUILTIN_WEIGHTS,
+        PACKAGE_WEIGHTS_DIR,
+        builtin_checkpoint,
+    )
 
-    from index_builder.embedders.image import builtin_checkpoint
+    assert builtin_checkpoint() == PACKAGE_WEIGHTS_DIR / BUILTIN_WEIGHTS
+    emb = create_image_embedder("builtin")
+    info = emb.describe()
+    assert info["arch"] == BUILTIN_ARCH == "zebra-med-rn16" and info["seeded_random"] is False
+    assert info["dim"] == 256 and len(info["checkpoint_sha256"]) == 64
+    # A trained encoder tells a head slice from its left-right mirror less than from noise.
+    yy, xx = np.mgrid[:256, :256]
+    head = ((((yy - 128) / 100) ** 2 + ((xx - 128) / 80) ** 2) < 1).astype(np.uint8) * 180
+    head[100:140, 90:120] = 250
+    noise = np.random.default_rng(0).integers(0, 255, (256, 256), dtype=np.uint8)
+    vecs = emb.encode_images([head, head[:, ::-1].copy(), noise])
+    assert vecs[0] @ vecs[1] > vecs[0] @ vecs[2]
+
+
+def test_builtin_checkpoint_from_data_dir(zebra_env: Path) -> None:
+    from index_builder.embedders.image import BUILTIN_WEIGHTS, builtin_checkpoint
 
     (zebra_env / "models").mkdir()
-    path = zebra_env / "models" / "zebra-vit-s16.safetensors"
-    save_file({k: v.contiguous() for k, v in clip._model.state_dict().items()}, str(path))
+    path = zebra_env / "models" / BUILTIN_WEIGHTS
+    path.write_bytes(b"local weights come first")
     assert builtin_checkpoint() == path
 
 

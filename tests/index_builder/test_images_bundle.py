@@ -30,7 +30,10 @@ def test_image_bundle_round_trip(tmp_path: Path, image_dir: Path, corpus: Path, 
     out = tmp_path / "b"
     m = build_bundle(out, [f"jsonl:{corpus}", f"images:{image_dir}"], text_embedder=HASH)
     assert m["counts"]["images"] == 3 and m["counts"]["images_skipped"] == 1
-    assert m["image_embedder"]["seeded_random"] is True and m["image_embedder"]["dim"] == 256
+    from index_builder.embedders.image import builtin_checkpoint
+
+    assert m["image_embedder"]["seeded_random"] is (builtin_checkpoint() is None)
+    assert m["image_embedder"]["dim"] == 256
     assert m["image_index"]["factory"] == "Flat" and m["image_index"]["ntotal"] == 3
     bundle = Bundle.open(out)
     assert bundle.images is not None and bundle.images.index.name == "vector_id"

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from vlm.checkpoint import DEFAULT_NAME, ENCODER_NAME, PACKAGE_WEIGHTS_DIR
+from vlm.checkpoint import DEFAULT_NAME, ENCODER_NAME, PACKAGE_WEIGHTS_DIR, encoder_path
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +24,7 @@ def backend():
 
 def test_committed_files_are_small_and_described() -> None:
     assert CKPT.stat().st_size < 20e6
-    assert (PACKAGE_WEIGHTS_DIR / f"{ENCODER_NAME}.safetensors").stat().st_size < 50e6
+    assert (encoder_path(PACKAGE_WEIGHTS_DIR)).stat().st_size < 50e6
     meta = json.loads(CKPT.with_suffix(".json").read_text())
     assert meta["format"] == "zebra-vlm/1" and meta["encoder"] == f"{ENCODER_NAME}.safetensors"
     assert len(meta["gate"]["mean"]) == 256 and meta["gate"]["threshold"] > 0
@@ -60,56 +61,97 @@ def test_analyses_a_pydicom_mr_image(backend, tmp_path) -> None:
         assert result.caption is None and result.gate.kind in ("out_of_domain", "noise")
 
 
-@pytest.mark.xfail(
-    strict=True, reason="known gap (issue 4): the committed gate accepts skimage's grayscale 'camera' photo"
-)
 def test_gate_rejects_non_medical_and_accepts_a_brain_slice(backend, brain_slice) -> None:
-    skimage_data = pytest.importorskip("skimage.data")
-    rng = np.random.default_rng(0)
-    for name, image in {
-        "noise": rng.integers(0, 255, (256, 256), dtype=np.uint8),
-        "blank": np.zeros((256, 256), np.uint8),
-        "astronaut": skimage_data.astronaut(),
-        "camera": skimage_data.camera(),
-        "coffee": skimage_data.coffee(),
-    }.items():
+    pytest.importorskip("skimage.data")
+    from vlm.eval.gate_eval import non_medical_inputs
+
+    inputs = non_medical_inputs(repeats=1)
+    cases = {n: im for n, (cat, im) in inputs.items() if cat in ("noise", "blank", "photo")}
+    assert sum(n.startswith("photo_") for n in cases) >= 15 and "photo_camera" in cases
+    for name, image in cases.items():
         result = backend.analyze_image(image)
         assert not result.gate.accepted, (name, result.gate)
-        assert result.caption is None and result.boxes == [], name
+        assert result.caption is None and result.boxes == [] and result.heatmap is None, name
     assert backend.analyze_image(brain_slice).gate.accepted
 
 
 @pytest.mark.xfail(
-    strict=True, reason="known gap (issue 4): the committed encoder export differs from the VLM's encoder"
+    strict=True, reason="known gap (issue 4): half of the colour photos converted to grayscale pass the gate"
 )
-def test_encoder_export_loads_in_open_clip(backend) -> None:
+def test_gate_rejects_grayscale_conversions_of_colour_photos(backend) -> None:
+    pytest.importorskip("skimage.data")
+    from vlm.eval.gate_eval import non_medical_inputs
+
+    # Measured: astronaut, coffee, rocket, retina and colour-wheel in grayscale pass (5 of 10).
+    inputs = non_medical_inputs(repeats=0, photos=("astronaut", "coffee", "rocket"))
+    gray = {n: im for n, (cat, im) in inputs.items() if cat == "photo_gray"}
+    assert len(gray) == 3
+    accepted = [n for n, im in gray.items() if backend.analyze_image(im).gate.accepted]
+    assert not accepted, accepted
+
+
+def test_encoder_export_loads_in_open_clip(backend, brain_slice) -> None:
     import open_clip
     import torch
 
-    from vlm.checkpoint import load_state
+    from vlm.export import verify_open_clip_export
     from vlm.model.config import register_arch
+    from vlm.preprocess import to_model_input
 
-    arch = register_arch(backend.config)
-    model, _, _ = open_clip.create_model_and_transforms(arch, pretrained=None)
-    model.load_state_dict(load_state(PACKAGE_WEIGHTS_DIR / f"{ENCODER_NAME}.safetensors"), strict=True)
-    x = torch.zeros(1, 3, 256, 256)
+    encoder = encoder_path(PACKAGE_WEIGHTS_DIR)
+    assert verify_open_clip_export(CKPT, encoder) < 1e-4
+    # Exactly as the retrieval index loads it (open_clip returns a train-mode model: eval() is required).
+    model, _, _ = open_clip.create_model_and_transforms(
+        register_arch(backend.config), pretrained=str(encoder)
+    )
+    model.eval()
     with torch.no_grad():
-        a = model.encode_image(x, normalize=True)
-        b = backend.model.embed(x)
-    assert torch.allclose(a, b, atol=1e-5)
+        emb = model.encode_image(to_model_input(brain_slice, 256)[None], normalize=True)[0].numpy()
+    assert emb.shape == (256,)
+    assert abs(float(emb @ backend.analyze_image(brain_slice).embedding) - 1) < 1e-4
+
+
+def _tumour_images(tumor_root, per_class: int) -> list[tuple[Path, np.ndarray, np.ndarray]]:
+    """A fixed sample of validation images labelled with one tumour class: (path, RGB image, gold boxes)."""
+    import yaml
+    from PIL import Image
+
+    from zebra.datasets.convert.base import ConvertReport
+    from zebra.datasets.convert.yolo import parse_label_file
+
+    names = yaml.safe_load((tumor_root / "data.yaml").read_text())["names"]
+    tumour_ids = {i for i, n in enumerate(names) if n.lower().replace(" ", "_") not in ("no_tumor", "normal")}
+    by_class: dict[int, list[Path]] = {i: [] for i in tumour_ids}
+    for label in sorted((tumor_root / "valid" / "labels").glob("*.txt")):
+        classes = {int(float(line.split()[0])) for line in label.read_text().splitlines() if line.strip()}
+        image = tumor_root / "valid" / "images" / f"{label.stem}.jpg"
+        if len(classes) == 1 and classes <= tumour_ids and image.is_file():
+            by_class[classes.pop()].append(image)
+    report = ConvertReport("yolo", str(tumor_root), "-")
+    sample = []
+    for paths in by_class.values():
+        for i in np.linspace(0, len(paths) - 1, per_class).round().astype(int):
+            with Image.open(paths[i]) as img:
+                rgb = np.asarray(img.convert("RGB"))
+            label = paths[i].parent.parent / "labels" / f"{paths[i].stem}.txt"
+            boxes = [b.xyxy() for _, b in parse_label_file(label, rgb.shape[1], rgb.shape[0], names, report)]
+            sample.append((paths[i], rgb, np.array(boxes, np.float64).reshape(-1, 4)))
+    return sample
 
 
 @pytest.mark.shared_data
-@pytest.mark.xfail(
-    strict=True, reason="known gap (issue 4): the committed checkpoint misses some validation gliomas"
-)
 def test_accepts_and_finds_tumours_on_the_validation_split(backend, tumor_root) -> None:
-    from PIL import Image
+    from vlm.eval.metrics import iou_matrix
 
-    images = sorted((tumor_root / "valid" / "images").glob("Tr-gl*"))[:4]
-    assert images
-    for path in images:
-        with Image.open(path) as img:
-            result = backend.analyze_image(np.asarray(img.convert("RGB")))
-        assert result.gate.accepted, result.gate
-        assert result.anomaly_score is not None
+    sample = _tumour_images(tumor_root, per_class=5)
+    assert len(sample) == 15
+    found = 0
+    for path, rgb, gold in sample:
+        result = backend.analyze_image(rgb)
+        assert result.gate.accepted, (path.name, result.gate)
+        pred = np.array([[b.x1, b.y1, b.x2, b.y2] for b in result.boxes]).reshape(-1, 4)
+        # Found: a reported box overlapping a gold box at IoU >= 0.3 (the mAP@0.3 criterion).
+        found += bool(len(pred)) and bool((iou_matrix(pred, gold) >= 0.3).any())
+    # Measured with the shipped settings: 70% of all 645 valid tumour images get such a box, 12 of these 15.
+    # The model does miss tumours, so the bar is a share, not every image.
+    assert found / len(sample) >= 0.6, found

@@ -85,3 +85,15 @@ def test_photo_like_images_face_the_stricter_trunk_threshold() -> None:
     assert not photo.accepted and photo.kind == "natural_photo"
     slice_like = gate.decide({**base, "border_dark": 0.9, "dark_fraction": 0.4}, None, probe)
     assert slice_like.accepted and slice_like.kind == "medical"
+
+
+def test_gate_report_covers_medical_sets_and_non_medical_inputs(tiny_checkpoint, synthetic_nova) -> None:
+    from vlm.backends.builtin import BuiltinVLM
+    from vlm.eval.gate_eval import evaluate_gate
+
+    report = evaluate_gate(BuiltinVLM(tiny_checkpoint), [synthetic_nova])
+    medical = report[synthetic_nova.name]
+    assert medical["what"] == "accepted" and medical["n"] > 0 and 0.0 <= medical["share"] <= 1.0
+    # Image statistics alone (the tiny checkpoint has no feature statistics) reject every noise and blank input.
+    assert report["noise"] == {"n": 25, "share": 1.0, "what": "rejected", "accepted_names": []}
+    assert report["blank"]["share"] == 1.0

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from vlm.align import phase_correlation, shift
 from vlm.caption import ANOMALY_THRESHOLD, box_size_mm, change_statement, compose_caption
 from vlm.checkpoint import DEFAULT_NAME, default_checkpoint, load_checkpoint, sha256_file
 from vlm.gate import EmbeddingStats, Gate, image_statistics
-from vlm.model.decode import decode_boxes, upsample_heat
+from vlm.model.decode import decode_boxes, fuse_flipped, upsample_heat
 from vlm.model.fuse import fuse_for_inference
 from vlm.model.vocab import size_class
 from vlm.preprocess import Prepared, normalize_batch, prepare
@@ -35,6 +35,34 @@ MAX_BOXES = 5
 #: Size estimates from the regression head alone (no pixel spacing) get this confidence: below the
 #: caption threshold, so they are reported in the attributes but not stated in the caption.
 HEAD_SIZE_CONFIDENCE = 0.4
+
+
+@dataclass
+class InferenceSettings:
+    """Test-time options of the box head, stored in the checkpoint JSON under ``inference``.
+
+    Attributes:
+        flip_tta: Also run the horizontally mirrored image and fuse the box-head maps
+            (:func:`vlm.model.decode.fuse_flipped`); doubles the network cost of an analysis.
+        nms_iou: NMS overlap threshold of the box decoding.
+        top_k: Centre peaks kept per image before NMS.
+        size_scale: Factor on the decoded box width and height.
+    """
+
+    flip_tta: bool = False
+    nms_iou: float = 0.5
+    top_k: int = 20
+    size_scale: float = 1.0
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any] | None) -> InferenceSettings:
+        """From the checkpoint JSON's ``inference`` block (unknown keys ignored, missing ones default)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in (meta or {}).items() if k in known})
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict."""
+        return asdict(self)
 
 
 @dataclass
@@ -65,9 +93,12 @@ class BuiltinVLM:
     Args:
         checkpoint: The ``.safetensors`` checkpoint (its ``.json`` beside it).
         device: Torch device.
+        inference: Test-time options; default: the checkpoint JSON's ``inference`` block.
     """
 
-    def __init__(self, checkpoint: Path, *, device: str = "cpu") -> None:
+    def __init__(
+        self, checkpoint: Path, *, device: str = "cpu", inference: InferenceSettings | None = None
+    ) -> None:
         self.checkpoint = Path(checkpoint)
         model, self.meta = load_checkpoint(self.checkpoint, device=device)
         # Batch-norm folded into the convolutions: same outputs, ~15% faster on CPU.
@@ -76,6 +107,7 @@ class BuiltinVLM:
         self.config = self.model.config
         self.sha256 = sha256_file(self.checkpoint)
         self.name = f"builtin:{self.checkpoint.stem}@{self.sha256[:12]}"
+        self.inference = inference or InferenceSettings.from_meta(self.meta.get("inference"))
         gate_meta, trunk_meta = self.meta.get("gate"), self.meta.get("gate_trunk")
         self.gate = Gate(
             EmbeddingStats.from_dict(gate_meta) if gate_meta else None,
@@ -94,6 +126,12 @@ class BuiltinVLM:
         with self._lock:
             feats = self.model.encode(x)
             out = self.model.heads(feats)
+            if self.inference.flip_tta:
+                # The mirror pass needs no embedding; its maps are fused into the box head's outputs only
+                # (attributes such as the side, the tokens and the embedding come from the image itself).
+                mirrored = self.model.heads(self.model.encode(x.flip(-1), with_embedding=False))
+                out["center_plain"] = out["center"]
+                out.update(fuse_flipped(out, mirrored))
         out["features"] = feats
         out["embedding"] = torch.nn.functional.normalize(feats.embedding, dim=-1)
         return out
@@ -110,7 +148,13 @@ class BuiltinVLM:
         return preds
 
     def _raw(self, chunk: list[Prepared], out: dict[str, Any]) -> list[RawPrediction]:
-        boxes = decode_boxes(out["center"], out["box_size"], out["offset"])
+        settings = self.inference
+        log_size = out["box_size"]
+        if settings.size_scale != 1.0:
+            log_size = log_size + float(np.log(settings.size_scale))
+        boxes = decode_boxes(
+            out["center"], log_size, out["offset"], top_k=settings.top_k, iou=settings.nms_iou
+        )
         heats = upsample_heat(out["center"], self.config.image_size)
         anomaly = torch.sigmoid(out["anomaly"]).cpu().numpy()
         probs = {k: torch.softmax(v, dim=1).cpu().numpy() for k, v in out["attributes"].items()}
@@ -271,7 +315,7 @@ class BuiltinVLM:
             return StudyAnalysis(current=current, prior=self._gated(gate_pri))
         prior_an = self._compose(raw_pri, pspacing, gate_pri)
         with torch.inference_mode(), self._lock:
-            cur_out, pri_out = _index(out, 0), _index(out, 1)
+            cur_out, pri_out = _plain(_index(out, 0)), _plain(_index(out, 1))
             ch = self.model.change(cur_out["features"], pri_out["features"], cur_out, pri_out)
         probs = torch.softmax(ch["change"], dim=1)[0].cpu().numpy()
         label = CHANGE_LABELS[int(np.argmax(probs))]
@@ -321,6 +365,11 @@ def _index(out: dict[str, Any], i: int) -> dict[str, Any]:
     return picked
 
 
+def _plain(out: dict[str, Any]) -> dict[str, Any]:
+    """The un-augmented centre map (the change head was trained on single-pass outputs)."""
+    return {**out, "center": out["center_plain"]} if "center_plain" in out else out
+
+
 def _area_change(current: ImageAnalysis, prior: ImageAnalysis) -> float | None:
     """Relative change of the top box's area as a fraction of the image (``None`` without boxes)."""
     if not current.boxes or not prior.boxes or current.heatmap is None or prior.heatmap is None:
@@ -338,4 +387,4 @@ def _builtin(arg: str = "", *, device: str = "cpu", **_: object) -> BuiltinVLM:
     return BuiltinVLM(path, device=device)
 
 
-__all__ = ["DEFAULT_NAME", "BuiltinVLM", "RawPrediction"]
+__all__ = ["DEFAULT_NAME", "BuiltinVLM", "InferenceSettings", "RawPrediction"]

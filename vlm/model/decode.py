@@ -61,3 +61,29 @@ def upsample_heat(logits: torch.Tensor, size: int) -> np.ndarray:
         F.interpolate(logits.float(), size=(size, size), mode="bilinear", align_corners=False)
     )
     return heat[:, 0].clamp(0, 1).cpu().numpy().astype(np.float32)
+
+
+def fuse_flipped(maps: dict[str, torch.Tensor], flipped: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Horizontal-flip test-time augmentation: the box-head maps of an image and of its mirror image, fused.
+
+    ``flipped`` holds the outputs for ``x.flip(-1)``; they are mirrored back and averaged with ``maps``:
+    centre logits and log sizes as they are, the x offset with its sign changed (a centre ``d`` cells right
+    of a cell's middle in the mirror image is ``d`` cells left of it in the original). The anomaly logit is
+    averaged too (it does not depend on the side).
+
+    Returns:
+        ``center``, ``box_size``, ``offset`` and ``anomaly`` (only the keys present in both).
+    """
+    out: dict[str, torch.Tensor] = {}
+    if "center" in maps and "center" in flipped:
+        out["center"] = (maps["center"] + flipped["center"].flip(-1)) / 2
+    if "box_size" in maps and "box_size" in flipped:
+        out["box_size"] = (maps["box_size"] + flipped["box_size"].flip(-1)) / 2
+    if "offset" in maps and "offset" in flipped:
+        mirrored = flipped["offset"].flip(-1) * torch.tensor([-1.0, 1.0], dtype=maps["offset"].dtype).view(
+            1, 2, 1, 1
+        )
+        out["offset"] = (maps["offset"] + mirrored) / 2
+    if "anomaly" in maps and "anomaly" in flipped:
+        out["anomaly"] = (maps["anomaly"] + flipped["anomaly"]) / 2
+    return out

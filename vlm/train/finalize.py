@@ -13,18 +13,23 @@ import torch
 
 from vlm.checkpoint import (
     DEFAULT_NAME,
-    ENCODER_NAME,
-    export_open_clip,
+    encoder_path,
     read_meta,
     save_checkpoint,
     sidecar,
     write_json,
 )
+from vlm.export import export_open_clip
 from vlm.gate import EmbeddingStats
 from vlm.preprocess import normalize_batch
 from vlm.train.bundle import Bundle
 
 log = logging.getLogger(__name__)
+
+TUNING_NOTE = (
+    "best mAP@0.5 over vlm.eval.tune.GRID on 600 evenly spaced tumour train images (seen in training; "
+    "the valid split is never used for choices)"
+)
 
 
 @torch.inference_mode()
@@ -92,7 +97,9 @@ def finalize(plan: Any, *, evaluate: bool = True) -> dict[str, Any]:
         evaluate: Run the evaluations (tumour valid, held-out pairs, MedPix dev retrieval) into the JSON/card.
     """
     from vlm.backends.builtin import BuiltinVLM
+    from vlm.eval.gate_eval import evaluate_gate
     from vlm.eval.run import evaluate_detection, evaluate_pairs, evaluate_retrieval
+    from vlm.eval.tune import choose_inference, head_maps
 
     work, out = plan.work, plan.out
     cache = work / "cache"
@@ -101,8 +108,7 @@ def finalize(plan: Any, *, evaluate: bool = True) -> dict[str, Any]:
         bundle, [work / "nova-tumor-train", work / "nova-medpix", work / "syn-ano-bg", work / "syn-ano-brain"]
     )
     ckpt = out / f"{DEFAULT_NAME}.safetensors"
-    encoder = out / f"{ENCODER_NAME}.safetensors"
-    export_open_clip(bundle.vlm, bundle.text_state(), encoder)
+    encoder = encoder_path(out)
     meta: dict[str, Any] = {
         "name": DEFAULT_NAME,
         "created": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d"),
@@ -127,10 +133,17 @@ def finalize(plan: Any, *, evaluate: bool = True) -> dict[str, Any]:
         },
     }
     save_checkpoint(bundle.vlm, ckpt, meta)
+    # From the file just written (not the live model) and verified through open_clip: the export cannot drift.
+    export_open_clip(ckpt, bundle.text_state(), encoder)
+    # Test-time settings of the box head, chosen on tumour *train* images (never on valid).
+    settings, _ = choose_inference(head_maps(BuiltinVLM(ckpt), work / "nova-tumor-train", limit=600))
+    meta["inference"] = {**settings.to_dict(), "chosen_on": TUNING_NOTE}
+    write_json(sidecar(ckpt), {**read_meta(ckpt), "inference": meta["inference"]})
     if evaluate:
         backend = BuiltinVLM(ckpt)
         meta["metrics"] = {
             "tumour_valid": evaluate_detection(backend, work / "nova-tumor-valid", progress=plan.progress),
+            "gate": evaluate_gate(backend, [work / "nova-tumor-valid", work / "nova-medpix-dev"]),
             "held_out_pairs": evaluate_pairs(
                 backend, [work / "syn-pairs-val-bg", work / "syn-pairs-val-brain"], progress=plan.progress
             ),

@@ -40,7 +40,22 @@ def write_model_card(path: Path, meta: dict[str, Any], ckpt: Path, encoder: Path
         " (worsening/stable/improved) and a difference heatmap.",
         "- Captions are templates filled from the predictions; low-confidence attributes are omitted.",
         "- An input gate rejects blank, noise, colour and out-of-domain images (image statistics + Mahalanobis"
-        " distance of the embedding to the training images).",
+        " distances of the embedding and of the pooled trunk features to the training images).",
+        "",
+        "## Loading the encoder with open_clip (retrieval image embedder)",
+        "```python",
+        "import open_clip",
+        'open_clip.add_model_config("index_builder/model_configs")',
+        "model, _, _ = open_clip.create_model_and_transforms(",
+        f'    "{meta.get("encoder_arch")}", pretrained="index_builder/weights/{encoder.name}"',
+        ")",
+        "model.eval()  # required: open_clip returns a train-mode model (batch-norm would use batch statistics)",
+        "```",
+        "Embedding: 256-d, `model.encode_image(x, normalize=True)`. Preprocessing that reproduces the VLM's"
+        " embedding exactly: `vlm.preprocess.to_model_input(image, 256)` (grayscale, letterboxed with black, CLIP"
+        " mean/std). open_clip's own transform (bicubic resize of the short side + centre crop, RGB) gives close"
+        " but not identical vectors. `zebra vlm build-default` writes the export from the saved checkpoint and"
+        " verifies it through open_clip (`vlm.export.verify_open_clip_export`).",
         "",
         "## Training data",
     ]
@@ -67,6 +82,15 @@ def write_model_card(path: Path, meta: dict[str, Any], ckpt: Path, encoder: Path
         "| metric | value |",
         "|---|---|",
     ]
+    inference = meta.get("inference")
+    if inference:
+        lines[-4:-4] = [
+            "Inference settings (`inference` in the JSON; chosen on tumour *train* images, never on `valid`): "
+            + ", ".join(f"{k} = {v}" for k, v in inference.items() if k != "chosen_on")
+            + (f" ({inference['chosen_on']})" if inference.get("chosen_on") else "")
+            + ".",
+            "",
+        ]
     for key in (
         "map30",
         "map50",
@@ -78,6 +102,11 @@ def write_model_card(path: Path, meta: dict[str, Any], ckpt: Path, encoder: Path
     ):
         if key in det:
             lines.append(f"| {key} | {_fmt(det[key])} |")
+    plain = metrics.get("tumour_valid_single_pass")
+    if plain:
+        lines.append(
+            f"| map50 without the inference settings (single pass, size scale 1.0) | {_fmt(plain.get('map50'))} |"
+        )
     lines += [
         "",
         "`map*` = AP per image with gold boxes averaged over those images (NOVA style); `ap*_dataset` = one-class AP"
@@ -96,6 +125,29 @@ def write_model_card(path: Path, meta: dict[str, Any], ckpt: Path, encoder: Path
             f" encoder {_fmt(ret['random_init'].get(f'recall@{k}'))} ({int(ret['trained'].get('n_queries', 0))} images,"
             f" {int(ret['trained'].get('n_captions', 0))} distinct captions)."
         )
+    gate = metrics.get("gate", {})
+    if gate:
+        lines += [
+            "",
+            "Gate (`vlm.eval.gate_eval.evaluate_gate`):",
+            "",
+            "| input | images | share |",
+            "|---|---|---|",
+        ]
+        for name, row in gate.items():
+            if isinstance(row, dict) and "n" in row:
+                what = _GATE_ROWS.get(name, name)
+                lines.append(f"| {what} | {row['n']} | {row.get('what', '')} {_fmt(row['share'])} |")
+    bench = metrics.get("bench")
+    if bench:
+        lines += [
+            "",
+            f"Latency (`zebra bench vlm --n {bench.get('n')}`, {bench.get('image_size', ['?'])[0]} px synthetic slice,"
+            f" {bench.get('threads')} CPU threads, {bench.get('note', '')}): single image p50"
+            f" {_fmt(bench['single_image']['p50_s'])} s, p95 {_fmt(bench['single_image']['p95_s'])} s; with a prior"
+            f" p50 {_fmt(bench['with_prior']['p50_s'])} s, p95 {_fmt(bench['with_prior']['p95_s'])} s (target: single"
+            " image p50 <= 0.3 s).",
+        ]
     lines += [
         "",
         "## Intended use and limits",
@@ -118,6 +170,16 @@ def write_model_card(path: Path, meta: dict[str, Any], ckpt: Path, encoder: Path
     ]
     path.write_text("\n".join(lines))
     return path
+
+
+_GATE_ROWS = {
+    "nova-tumor-valid": "tumour valid split (medical)",
+    "nova-medpix-dev": "MedPix dev split (medical)",
+    "noise": "pure noise (uniform, Gaussian, salt-and-pepper, colour, float)",
+    "blank": "blank images",
+    "photo": "scikit-image sample photos as shipped (colour and grayscale)",
+    "photo_gray": "colour sample photos converted to grayscale",
+}
 
 
 def _mb(mb: float) -> str:
