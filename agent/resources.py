@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,11 +135,51 @@ class Resources:
                     from index_builder.embedders import create_text_embedder
 
                     router = _routers[key] = IntentRouter(
-                        create_text_embedder(self.config.intent_embedder),
+                        QuestionCache(create_text_embedder(self.config.intent_embedder)),
                         threshold=self.config.offdomain_threshold,
                     )
             self.router = router
         return self.router
+
+
+class QuestionCache:
+    """A text embedder whose one-text calls (a routed question) are cached by text.
+
+    Batch triage and evaluations ask the same question of every study; routing it costs a text-encoder
+    pass each time otherwise. Other calls go to the wrapped embedder unchanged.
+
+    Args:
+        embedder: The text embedder.
+        size: Questions kept.
+    """
+
+    def __init__(self, embedder: Any, size: int = 256) -> None:
+        self.embedder = embedder
+        self.size = size
+        self._cache: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def encode(self, texts: Any, **kwargs: Any) -> Any:
+        """``embedder.encode(texts)``; a single text is answered from the cache when seen before."""
+        import numpy as np
+
+        if kwargs or len(texts) != 1 or not isinstance(texts[0], str):
+            return self.embedder.encode(texts, **kwargs)
+        key = texts[0]
+        with self._lock:
+            row = self._cache.get(key)
+            if row is not None:
+                self._cache.move_to_end(key)
+                return row[None, :].copy()
+        row = np.asarray(self.embedder.encode([key]), dtype=np.float32)[0].copy()
+        with self._lock:
+            self._cache[key] = row
+            while len(self._cache) > self.size:
+                self._cache.popitem(last=False)
+        return row[None, :].copy()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.embedder, name)
 
 
 @dataclass

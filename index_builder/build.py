@@ -20,6 +20,7 @@ from index_builder import faiss_factory, layout, tables
 from index_builder.atomic import BundleWriter, bundle_lock, recover
 from index_builder.bm25 import build_bm25
 from index_builder.chunking import ChunkingConfig
+from index_builder.cross_modal import write_cross_modal
 from index_builder.documents import Document, ImageItem
 from index_builder.embedders import create_image_embedder, create_text_embedder, describe_text_embedder
 from index_builder.errors import SourceError
@@ -235,6 +236,9 @@ def build_bundle(
             n_img_ids = len(iids)
         with BundleWriter(out) as writer:
             bm25_entry = _write(writer, parts)
+            cross = None
+            if image_block is not None:
+                cross = write_cross_modal(writer, parts.chunks, parts.images, image_block, lambda: iemb)
             manifest: Manifest = {
                 "format_version": layout.FORMAT_VERSION,
                 "created_at": _now(),
@@ -248,6 +252,7 @@ def build_bundle(
                 },
                 "text_index": _index_entry(parts.text_index, text_factory, layout.TEXT_INDEX, int(temb.dim)),
                 "image_index": image_entry,
+                "cross_modal": cross,
                 "bm25": bm25_entry,
                 "counts": _counts(parts, skipped),
                 "sources": [str(s) for s in srcs],
@@ -368,6 +373,7 @@ def add_to_bundle(
             skipped += _add_images(parts, manifest, got.images, image_embedder, show_progress)
         with BundleWriter(out) as writer:
             manifest["bm25"] = _write(writer, parts, write_images=bool(got.images), previous=out)
+            _write_cross_modal(writer, parts, manifest, bundle)
             _refresh(manifest, parts, skipped, added=[str(s) for s in srcs])
             manifest = writer.publish(manifest)
     log.info("added to %s in %.1f s: %s", out, time.perf_counter() - t0, manifest["counts"])
@@ -401,6 +407,22 @@ def _add_images(
         parts.images = tables.concat([parts.images, table], tables.IMAGE_SCHEMA)
     manifest["next_vector_id"] = {**manifest.get("next_vector_id", {}), "image": first + len(ids)}
     return skipped
+
+
+def _write_cross_modal(writer: BundleWriter, parts: _Parts, manifest: Manifest, previous: Any) -> None:
+    """Refreshes the precomputed cross-modal indexes of an updated bundle (reusing the previous vectors)."""
+    block = manifest.get("image_embedder")
+    if not block or not manifest.get("image_index") or parts.images is None:
+        manifest.pop("cross_modal", None)
+        return
+    manifest["cross_modal"] = write_cross_modal(
+        writer,
+        parts.chunks,
+        parts.images,
+        block,
+        lambda: create_image_embedder(block["spec"]),
+        previous=previous,
+    )
 
 
 def _refresh(manifest: Manifest, parts: _Parts, skipped: int, added: Sequence[str] = ()) -> None:
@@ -467,6 +489,7 @@ def delete_from_bundle(path: str | Path, doc_ids: Iterable[str], *, store: Any =
             log.warning("ids not in the bundle: %s", sorted(missing)[:10])
         with BundleWriter(out) as writer:
             manifest["bm25"] = _write(writer, parts, write_images=bool(gone_images), previous=out)
+            _write_cross_modal(writer, parts, manifest, bundle)
             _refresh(manifest, parts, int(manifest.get("counts", {}).get("images_skipped", 0)))
             manifest = writer.publish(manifest)
     log.info("deleted %d documents and %d images from %s", len(found), gone_images, out)

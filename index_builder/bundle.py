@@ -43,6 +43,7 @@ class Bundle:
         self.manifest = manifest
         # A rebuild swaps a new folder in at the same path; lazy loads must not mix two bundles.
         self._identity = _identity(self.path)
+        self._cross_modal: dict[str, faiss.Index | None] = {}
 
     def _check_unchanged(self) -> None:
         if _identity(self.path) != self._identity:
@@ -129,6 +130,35 @@ class Bundle:
     def image_index(self) -> faiss.Index | None:
         """The FAISS image index (ids are image ``vector_id``s), or ``None``."""
         return self._read_index(self.manifest.get("image_index"))
+
+    def cross_modal_index(self, part: str) -> faiss.Index | None:
+        """A precomputed cross-modal index (:mod:`index_builder.cross_modal`): ``"chunks"`` (the chunk texts)
+        or ``"captions"`` (the image captions) embedded by the image embedder's text tower; ``None`` when
+        the bundle predates them or has no image index."""
+        if part not in self._cross_modal:
+            block = (self.manifest.get("cross_modal") or {}).get(part)
+            self._cross_modal[part] = self._read_index(block) if block else None
+        return self._cross_modal[part]
+
+    def cross_modal_vectors(self, part: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(vector_ids, vectors)`` of :meth:`cross_modal_index`, sorted by id; ``None`` when absent."""
+        import numpy as np
+
+        from index_builder.faiss_factory import index_vectors
+
+        index = self.cross_modal_index(part)
+        if index is None:
+            return None
+        ids, vectors = index_vectors(index)
+        order = np.argsort(ids, kind="stable")
+        return ids[order], np.ascontiguousarray(vectors[order], dtype=np.float32)
+
+    @property
+    def cross_modal_embedder(self) -> dict[str, Any] | None:
+        """The image embedder (``spec``, ``dim``, ``checkpoint_sha256``) the cross-modal indexes were made
+        with, or ``None`` when the bundle has none."""
+        block = self.manifest.get("cross_modal")
+        return dict(block.get("embedder") or {}) if block else None
 
     @functools.cached_property
     def bm25(self) -> BM25Index:

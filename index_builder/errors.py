@@ -33,3 +33,7 @@ class GpuUnavailableError(ZebraError):
 
 class BuildLockedError(ZebraError):
     """Another build is writing the same bundle."""
+
+
+class NoImageEmbedderError(NotFoundError):
+    """An operation on image or cross-modal vectors was asked of a bundle without an image index."""

@@ -17,6 +17,9 @@ DOCUMENTS = "documents.parquet"
 IMAGES = "images.parquet"
 TEXT_INDEX = "text.faiss"
 IMAGE_INDEX = "image.faiss"
+#: Optional (index_builder.cross_modal): chunks and captions in the image embedder's text space.
+CLIP_TEXT_INDEX = "clip_text.faiss"
+CLIP_CAPTION_INDEX = "clip_captions.faiss"
 BM25_DIR = "bm25"
 BM25_IDS = "bm25/vector_ids.npy"
 

@@ -31,8 +31,12 @@ Image and cross-modal search use the bundle's image embedder (an open_clip model
 - :meth:`Searcher.search_image_to_text`: image -> text. The query image's embedding against the bundle's text
   chunks embedded by the image embedder's text tower (truncated to its context, 77 tokens for CLIP-style
   models); by default only chunks of the kinds that describe what images show (``caption``, ``case_report``),
-  all chunks when the bundle has none of those. These text vectors are computed on first use and cached on the
-  searcher, so the first call costs one pass of the text tower over that part of the corpus.
+  all chunks when the bundle has none of those.
+
+The chunk and caption vectors in the image embedder's text space come precomputed with the bundle
+(:mod:`retrieval.crossmodal`); bundles built before that are embedded on first use (a warning says so) and
+cached on the searcher. Query-image embeddings are cached by content (:mod:`retrieval.query_cache`), so
+searching one image both ways embeds it once; :meth:`Searcher.embed_query_images` embeds several in one batch.
 """
 
 from __future__ import annotations
@@ -47,11 +51,13 @@ import numpy as np
 import pandas as pd
 
 from retrieval.aggregate import aggregate_diagnoses
+from retrieval.crossmodal import CrossModalVectors
 from retrieval.errors import NoImageIndexError, QueryError
 from retrieval.filters import Filters
 from retrieval.fusion import DEFAULT_RRF_K, reciprocal_rank_fusion
 from retrieval.images import load_query_image
 from retrieval.mmr import mmr_select
+from retrieval.query_cache import QueryVectorCache, image_key
 from retrieval.ranking import Candidate, bm25_ranking, fuse_rankings, index_ranking, normalise
 from retrieval.results import image_hit, text_hit
 from retrieval.types import CandidateDiagnosis, Hit, ImageHit
@@ -120,8 +126,10 @@ class Searcher:
         )
         self._masks: OrderedDict[tuple[str, Filters], np.ndarray] = OrderedDict()
         self._subset_vectors: OrderedDict[tuple[str, Filters], np.ndarray] = OrderedDict()
-        self._clip_text_cache: dict[int, np.ndarray] = {}
-        self._caption_cache: tuple[np.ndarray, np.ndarray] | None = None
+        #: Chunk and caption vectors in the image embedder's text space (precomputed or embedded once).
+        self.cross_modal = CrossModalVectors(bundle, self.chunks, self.images, lambda: self.image_embedder)
+        self._query_images = QueryVectorCache(size=32)
+        self._query_texts = QueryVectorCache(size=64)
 
     # ------------------------------------------------------------------ embedders
     @property
@@ -442,19 +450,67 @@ class Searcher:
             cand.dense = float(sim)
 
     # ------------------------------------------------------------------ internals: vectors
+    def embed_queries(self, queries: Sequence[str]) -> np.ndarray:
+        """``(n, dim)`` L2-normalised text-query embeddings, the uncached ones in one batch.
+
+        Later text searches with the same (stripped) query text reuse them, so calling this first with all
+        queries of a turn batches their encoder passes.
+
+        Raises:
+            QueryError: For an empty query, or an embedder whose dimension does not fit the bundle.
+        """
+        texts = [_check_query(q) for q in queries]
+        keys = [("text", t) for t in texts]
+        rows: list[np.ndarray | None] = [self._query_texts.get(key) for key in keys]
+        todo = list(dict.fromkeys(t for t, row in zip(texts, rows, strict=True) if row is None))
+        if todo:
+            vectors = np.asarray(self.text_embedder.encode(todo), dtype=np.float32).reshape(len(todo), -1)
+            dim = int(self.bundle.text_index.d)
+            if vectors.shape[1] != dim:
+                raise QueryError(
+                    f"The text embedder makes {vectors.shape[1]}-d vectors but the bundle's text index holds "
+                    f"{dim}-d ones.",
+                    hint="Use the embedder the bundle was built with (see its manifest.json).",
+                )
+            made = dict(zip(todo, normalise(vectors), strict=True))
+            for key in dict.fromkeys(("text", t) for t in todo):
+                self._query_texts.put(key, made[key[1]])
+            rows = [made[t] if row is None else row for t, row in zip(texts, rows, strict=True)]
+        if not rows:
+            return np.zeros((0, int(self.bundle.text_index.d)), dtype=np.float32)
+        return np.stack([np.asarray(r, dtype=np.float32) for r in rows])
+
     def _encode_query(self, query: str) -> np.ndarray:
-        vec = np.asarray(self.text_embedder.encode([query]), dtype=np.float32).reshape(1, -1)
-        dim = int(self.bundle.text_index.d)
-        if vec.shape[1] != dim:
-            raise QueryError(
-                f"The text embedder makes {vec.shape[1]}-d vectors but the bundle's text index holds {dim}-d ones.",
-                hint="Use the embedder the bundle was built with (see its manifest.json).",
-            )
-        return normalise(vec)
+        return self.embed_queries([query])
+
+    def embed_query_images(self, images: Sequence[Any]) -> np.ndarray:
+        """``(n, dim)`` L2-normalised embeddings of query images, the uncached ones in one batch.
+
+        Later searches of the same images (by content) reuse them, so calling this first with all images of
+        a study batches their image-tower passes.
+
+        Args:
+            images: PIL images, arrays or file paths (see :func:`retrieval.images.load_query_image`).
+
+        Raises:
+            NoImageIndexError: When the bundle has no image embedder.
+            ImageInputError: When an input cannot be read as an image.
+        """
+        keys = [image_key(im) for im in images]
+        rows: list[np.ndarray | None] = [self._query_images.get(key) for key in keys]
+        todo = [i for i, row in enumerate(rows) if row is None]
+        if todo:
+            pils = [load_query_image(images[i]) for i in todo]
+            vectors = normalise(np.asarray(self.image_embedder.encode_images(pils), dtype=np.float32))
+            for i, vec in zip(todo, vectors, strict=True):
+                rows[i] = vec
+                self._query_images.put(keys[i], vec)
+        if not rows:
+            return np.zeros((0, int(getattr(self.image_embedder, "dim", 0))), dtype=np.float32)
+        return np.stack([np.asarray(r, dtype=np.float32) for r in rows])
 
     def _encode_image(self, image: Any) -> np.ndarray:
-        pil = load_query_image(image)
-        return normalise(np.asarray(self.image_embedder.encode_images([pil]), dtype=np.float32))
+        return self.embed_query_images([image])
 
     def _require_image_index(self) -> Any:
         index = getattr(self.bundle, "image_index", None)
@@ -499,40 +555,11 @@ class Searcher:
         return self._subset_vectors[key]
 
     def _clip_text_vectors(self, vids: np.ndarray) -> np.ndarray:
-        missing = [int(v) for v in vids if int(v) not in self._clip_text_cache]
-        if missing:
-            log.info("embedding %d chunks with the image embedder's text tower (cached)", len(missing))
-            texts = self.chunks.loc[missing, "text"].astype(str).tolist()
-            for start in range(0, len(texts), 256):
-                batch = normalise(
-                    np.asarray(self.image_embedder.encode_texts(texts[start : start + 256]), dtype=np.float32)
-                )
-                for vid, vec in zip(missing[start : start + 256], batch, strict=True):
-                    self._clip_text_cache[vid] = vec
-        return np.stack([self._clip_text_cache[int(v)] for v in vids])
+        return self.cross_modal.chunk_vectors(vids)
 
     def _caption_vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """``(vector_ids, caption vectors)`` of the images with a caption, in the image embedder's text space."""
-        if self._caption_cache is None:
-            images = self.images
-            if images is None or "caption" not in images.columns:
-                self._caption_cache = (np.zeros(0, dtype=np.int64), np.zeros((0, 1), dtype=np.float32))
-            else:
-                captions = images["caption"].fillna("").astype(str).str.strip()
-                keep = captions.ne("").to_numpy()
-                vids = images.index.to_numpy(dtype=np.int64)[keep]
-                texts = captions[keep].tolist()
-                if texts:
-                    vectors = np.concatenate(
-                        [
-                            np.asarray(self.image_embedder.encode_texts(texts[s : s + 256]), dtype=np.float32)
-                            for s in range(0, len(texts), 256)
-                        ]
-                    )
-                    self._caption_cache = (vids, normalise(vectors))
-                else:
-                    self._caption_cache = (vids, np.zeros((0, 1), dtype=np.float32))
-        return self._caption_cache
+        return self.cross_modal.caption_vectors()
 
     # ------------------------------------------------------------------ internals: results
     def _text_hit(self, cand: Candidate, rank: int, query: str | None) -> Hit:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -123,9 +124,12 @@ def _vlm(arg: str, *, options: AnalyserSpec) -> Analyser:
 class _Rarity:
     """Nearest known case in the bundle's image index (lazy; disabled when the bundle has no image index)."""
 
-    def __init__(self, bundle: str | None) -> None:
+    def __init__(self, bundle: str | None, searcher: Callable[[], Any] | None = None) -> None:
         self.bundle = bundle
         self._searcher: Any = None
+        # The agent's own searcher when there is one: the bundle, its tables and the image embedder load
+        # once per process, and an image the agent already searched is not embedded again.
+        self._make_searcher = searcher
         self.enabled = bool(bundle) and Path(bundle).is_dir()
 
     def nearest(self, image: Any, k: int = 1) -> list[Any]:
@@ -135,9 +139,12 @@ class _Rarity:
 
         try:
             if self._searcher is None:
-                from retrieval.searcher import Searcher
+                if self._make_searcher is not None:
+                    self._searcher = self._make_searcher()
+                else:
+                    from retrieval.searcher import Searcher
 
-                self._searcher = Searcher(self.bundle, verify=False)
+                    self._searcher = Searcher(self.bundle, verify=False)
             return list(self._searcher.search_image(image, k=k))
         except NoImageIndexError:
             log.info("the bundle has no image index: rarity comes from the text evidence only")
@@ -187,8 +194,9 @@ class AgentAnalyser:
         self.agent = Agent(config, checkpointer=None)
         self.spec = spec
         self.name = f"agent(vlm={config.vlm}, reasoner={config.reasoner})"
-        self.rarity = _Rarity(config.bundle)
+        self.rarity = _Rarity(config.bundle, self.agent.resources.get_searcher)
         self.notes: list[str] = []
+        self.last_timings: dict[str, float] = {}
 
     def analyse(self, item: WorkItem) -> Analysis:
         """Asks the agent :data:`TRIAGE_QUESTION` about the study, with its prior and history."""
@@ -205,6 +213,8 @@ class AgentAnalyser:
             answer, state = self.agent.run(
                 TRIAGE_QUESTION, images=current, priors=prior, history=item.history
             )
+            # Seconds per agent node of this study (benchmarks); never part of the result.
+            self.last_timings = dict(getattr(answer, "timings", None) or {})
             analysis = analysis_from_answer(answer, state)
         finally:
             for child in Path(self._heat_dir).iterdir():

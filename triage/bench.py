@@ -1,13 +1,21 @@
-"""``zebra bench triage``: studies per minute of the triage engines on a generated synthetic worklist."""
+"""``zebra bench triage``: studies per minute of the triage engines on a synthetic or a real worklist.
+
+Besides the rates, the report holds the load average of the machine during each run (the machine may be
+shared) and, for the agent, the seconds per agent node of a few studies analysed in this process after the
+first one (models loaded), so it says where a study's time goes.
+"""
 
 from __future__ import annotations
 
+import csv
 import logging
 import os
 import platform
 import tempfile
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +34,11 @@ def bench_triage(
     fallback: str | None = "fake",
     seed: int = 0,
     work_dir: str | os.PathLike[str] | None = None,
+    worklists: Sequence[str | os.PathLike[str]] = (),
+    profile_n: int = 4,
+    threads: int | None = None,
 ) -> dict[str, Any]:
-    """Triages a synthetic NOVA worklist of ``n`` cases with every engine x worker count; returns JSON data.
+    """Triages a worklist of ``n`` studies with every engine x worker count; returns JSON data.
 
     Each configuration gets a fresh SQLite database. ``studies_per_minute`` counts from the workers' start
     (model loading included) to the last item; ``steady_studies_per_minute`` from the first item committed
@@ -35,7 +46,7 @@ def bench_triage(
     worklist, creating the run and writing the exports.
 
     Args:
-        n: Cases in the worklist (about half have a prior).
+        n: Studies in the worklist (synthetic: about half have a prior).
         workers: Worker counts to measure.
         engines: ``local`` and/or ``ray`` (Ray is skipped with a note when not installed).
         analyser: The analyser (default: the agent with the settings' backends).
@@ -43,10 +54,17 @@ def bench_triage(
             installed), so the engine itself is still measured; ``None`` reports the failure only.
         seed: Seed of the synthetic data.
         work_dir: Scratch folder (default: a temporary folder, deleted after).
+        worklists: Real worklists (CSV, DICOM tree, NOVA); their first ``n`` studies, in the order given, are
+            measured instead of a synthetic data set.
+        profile_n: Studies analysed in this process after the smoke-check study to time the agent's nodes
+            (``node_seconds``: mean seconds per study); 0 skips it.
+        threads: Threads per worker (:attr:`triage.engine.TriageOptions.threads`; also used by the smoke
+            check and the profile, which run in this process).
     """
     from store import Store
     from triage.engine import TriageOptions, run_triage
     from triage.ray_engine import ray_available
+    from triage.worker import limit_threads
     from triage.worklist import read_worklist
     from zebra.datasets import generate_synthetic
 
@@ -61,17 +79,27 @@ def bench_triage(
     with tempfile.TemporaryDirectory(prefix="zebra-bench-triage-", dir=work_dir) as tmp:
         root = Path(tmp)
         t0 = time.monotonic()
-        generate_synthetic(root / "worklist", n_cases=n, seed=seed)
+        if worklists:
+            worklist = _real_worklist(worklists, n, root / "worklist.csv")
+            report["worklists"] = [str(Path(w).expanduser().resolve()) for w in worklists]
+        else:
+            worklist = root / "worklist"
+            generate_synthetic(worklist, n_cases=n, seed=seed)
+        items = read_worklist(worklist)
+        report["studies"] = len(items)
         report["generate_s"] = round(time.monotonic() - t0, 2)
         # Smoke check: build the analyser and run it on one study, so a missing model or bundle is reported
         # once (and the fallback measured) instead of as n item errors.
         t0 = time.monotonic()
+        limit_threads(TriageOptions(threads=threads).worker_threads())
         try:
             built = create_analyser(analyser)
             report["analyser_load_s"] = round(time.monotonic() - t0, 2)
             t0 = time.monotonic()
-            built.analyse(read_worklist(root / "worklist")[0])
+            built.analyse(items[0])
             report["first_study_s"] = round(time.monotonic() - t0, 2)
+            if profile_n > 0 and len(items) > 1:
+                report["profile"] = _profile(built, items[1 : 1 + profile_n])
             del built
         except ZebraError as exc:
             report["notes"].append(f"analyser {analyser.analyser!r} unavailable: {exc.message}")
@@ -92,17 +120,22 @@ def bench_triage(
             for w in workers:
                 store = Store(f"sqlite:///{root / f'{engine}-{w}.db'}")
                 options = TriageOptions(
-                    workers=int(w), engine=engine, progress=False, ray_num_cpus=max(int(x) for x in workers)
+                    workers=int(w),
+                    engine=engine,
+                    progress=False,
+                    ray_num_cpus=max(int(x) for x in workers),
+                    threads=threads,
                 )
                 entry: dict[str, Any] = {"engine": engine, "workers": int(w)}
                 try:
-                    summary = run_triage(
-                        root / "worklist",
-                        out=root / f"out-{engine}-{w}",
-                        analyser=analyser,
-                        options=options,
-                        store=store,
-                    )
+                    with _load_sampler() as load:
+                        summary = run_triage(
+                            worklist,
+                            out=root / f"out-{engine}-{w}",
+                            analyser=analyser,
+                            options=options,
+                            store=store,
+                        )
                     entry.update(
                         processed=summary.processed,
                         done=summary.counts["done"],
@@ -114,6 +147,7 @@ def bench_triage(
                         studies_per_minute_total=round(summary.processed / summary.elapsed_s * 60, 2)
                         if summary.elapsed_s > 0
                         else None,
+                        load_average=load,
                     )
                 except ZebraError as exc:
                     entry["error"] = exc.message
@@ -122,6 +156,74 @@ def bench_triage(
                 log.info("bench %s x%d: %s", engine, w, entry)
                 report["results"].append(entry)
     return report
+
+
+def _real_worklist(sources: Sequence[str | os.PathLike[str]], n: int, dest: Path) -> Path:
+    """A CSV worklist of the first ``n`` studies of ``sources`` (each read like ``zebra triage`` reads it)."""
+    from triage.worklist import read_worklist
+
+    rows: list[dict[str, str]] = []
+    for source in sources:
+        for item in read_worklist(Path(source).expanduser()):
+            rows.append(
+                {
+                    "accession": item.accession or item.item_key,
+                    "study_path": item.study_path,
+                    "prior_path": item.prior_path or "",
+                    "history": item.history or "",
+                }
+            )
+            if len(rows) >= n:
+                break
+        if len(rows) >= n:
+            break
+    with dest.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["accession", "study_path", "prior_path", "history"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return dest
+
+
+def _profile(analyser: Any, items: Sequence[Any]) -> dict[str, Any]:
+    """Mean seconds per study of each agent node over ``items`` (the analyser's ``last_timings``)."""
+    totals: dict[str, float] = {}
+    walls: list[float] = []
+    for item in items:
+        t0 = time.monotonic()
+        analyser.analyse(item)
+        walls.append(time.monotonic() - t0)
+        for node, seconds in (getattr(analyser, "last_timings", None) or {}).items():
+            totals[node] = totals.get(node, 0.0) + float(seconds)
+    n = max(len(walls), 1)
+    return {
+        "studies": len(walls),
+        "study_seconds": round(sum(walls) / n, 3),
+        "node_seconds": {k: round(v / n, 3) for k, v in totals.items()},
+        "load_average": round(os.getloadavg()[0], 2),
+    }
+
+
+@contextmanager
+def _load_sampler(every_s: float = 5.0) -> Iterator[dict[str, float]]:
+    """Samples the 1-minute load average while the block runs: ``{"start", "mean", "max", "end"}``."""
+    out: dict[str, float] = {"start": round(os.getloadavg()[0], 2)}
+    samples: list[float] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(every_s):
+            samples.append(os.getloadavg()[0])
+
+    thread = threading.Thread(target=sample, name="bench-load", daemon=True)
+    thread.start()
+    try:
+        yield out
+    finally:
+        stop.set()
+        thread.join(timeout=every_s)
+        end = os.getloadavg()[0]
+        samples.append(end)
+        out.update(mean=round(sum(samples) / len(samples), 2), max=round(max(samples), 2), end=round(end, 2))
 
 
 def _steady_rate(store: Any, run_id: int) -> float | None:

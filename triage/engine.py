@@ -45,6 +45,9 @@ class TriageOptions:
         ray_address: Ray cluster address (``None``: start a local Ray).
         ray_num_cpus: CPUs of a local Ray (``None``: Ray's default).
         weights: Priority weights (``None``: defaults).
+        threads: Torch / FAISS threads per worker (``None``: 1). The agent's models are small: one thread per
+            worker, and one worker per free core, is fastest; on a shared machine two threads per worker
+            were 5-8x slower than one (threads contending for busy cores), see docs/triage.md.
     """
 
     workers: int = 1
@@ -57,6 +60,7 @@ class TriageOptions:
     ray_address: str | None = None
     ray_num_cpus: int | None = None
     weights: dict[str, float] | None = None
+    threads: int | None = None
 
     def validate(self) -> TriageOptions:
         """Checks ranges.
@@ -72,7 +76,13 @@ class TriageOptions:
             raise ConfigError("The lease must last at least 1 second.", hint="Use e.g. --lease-seconds 600.")
         if int(self.max_attempts) < 1:
             raise ConfigError("--max-attempts must be at least 1.", hint="Use e.g. 3.")
+        if self.threads is not None and int(self.threads) < 1:
+            raise ConfigError("threads must be at least 1.", hint="Leave it unset to divide the CPUs.")
         return self
+
+    def worker_threads(self) -> int:
+        """Threads each worker uses (see ``threads``)."""
+        return 1 if self.threads is None else int(self.threads)
 
 
 @dataclass
@@ -193,6 +203,7 @@ def run_triage(
         poll_s=options.poll_s,
         owner_prefix=options.engine,
         weights=options.weights,
+        threads=options.worker_threads(),
     )
     work_start = time.monotonic()
     if _unfinished(before):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -41,6 +42,7 @@ class WorkerConfig:
         owner_prefix: First part of the worker's owner id.
         parent_pid: Stop when the parent process (the engine) is no longer this one; ``None``: never.
         weights: Priority weights (:class:`triage.priority.PriorityWeights` fields), ``None``: defaults.
+        threads: Torch / FAISS threads of this worker (``None``: leave the libraries' defaults).
     """
 
     store_url: str
@@ -52,10 +54,28 @@ class WorkerConfig:
     owner_prefix: str = "local"
     parent_pid: int | None = None
     weights: dict[str, float] | None = None
+    threads: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary."""
         return asdict(self)
+
+
+def limit_threads(threads: int | None) -> None:
+    """Sets torch's and FAISS's thread counts (two workers on two cores, each using both cores, run
+    several times slower than with one thread each). ``None`` leaves them alone. Libraries not imported
+    yet are not imported here (the fake analyser needs none): they read ``OMP_NUM_THREADS`` when they load.
+    """
+    if not threads:
+        return
+    n = int(threads)
+    os.environ["OMP_NUM_THREADS"] = str(n)
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    faiss = sys.modules.get("faiss")
+    if faiss is not None:
+        faiss.omp_set_num_threads(n)
 
 
 @dataclass
@@ -207,6 +227,7 @@ def worker_loop(
     weights = priority.PriorityWeights(**cfg.weights) if cfg.weights else None
     try:
         if analyser is None:
+            limit_threads(cfg.threads)
             analyser = create_analyser(AnalyserSpec.from_dict(cfg.analyser))
         stats.load_seconds = time.monotonic() - start
         while True:

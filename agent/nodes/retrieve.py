@@ -34,6 +34,9 @@ def retrieve(state: AgentState, ctx: AgentContext, cfg: Configuration) -> dict[s
     if not text_queries and not images:
         return {"evidence": [], "image_evidence": []}
     searcher = ctx.resources.get_searcher()
+    _embed_queries_once(searcher, [q["text"] for q in text_queries], cfg.search_mode)
+    if len(images) > 1:
+        _embed_images_once(searcher, images)
     evidence, image_evidence, texts = run_retrieval(
         searcher,
         text_queries,
@@ -46,6 +49,33 @@ def retrieve(state: AgentState, ctx: AgentContext, cfg: Configuration) -> dict[s
     if texts:
         update["notes"] = [note(state, "retrieve", t) for t in texts]
     return update
+
+
+def _embed_queries_once(searcher: Any, texts: list[str], mode: str) -> None:
+    """Embeds the turn's text queries in one encoder batch; the searches that follow reuse the vectors."""
+    embed = getattr(searcher, "embed_queries", None)
+    if embed is None or len(texts) < 2 or str(mode).lower() == "bm25":
+        return
+    from retrieval.errors import QueryError
+
+    try:
+        embed(texts)
+    except QueryError:  # the per-query searches report it
+        return
+
+
+def _embed_images_once(searcher: Any, images: list[Any]) -> None:
+    """Embeds the study's images in one batch; the image -> image and image -> text searches that follow
+    find them in the searcher's query cache instead of running the image tower once per image and search."""
+    embed = getattr(searcher, "embed_query_images", None)
+    if embed is None or getattr(searcher.bundle, "image_index", None) is None:
+        return
+    from retrieval.errors import ImageInputError
+
+    try:
+        embed(images)
+    except ImageInputError:  # the per-image searches report it
+        return
 
 
 @traced("literature", reads=("intent", "differential"))

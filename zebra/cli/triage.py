@@ -46,6 +46,9 @@ def triage_cmd(
     ),
     ray_cpus: int | None = typer.Option(None, "--ray-cpus", min=1, help="CPUs of a local Ray."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr."),
+    threads: int | None = typer.Option(
+        None, "--threads", min=1, help="Torch threads per worker (default 1)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Triage a worklist of studies without a person in the loop: prioritised, crash-safe, resumable."""
@@ -61,6 +64,7 @@ def triage_cmd(
         kind=kind.strip().lower(),
         ray_address=ray_address,
         ray_num_cpus=ray_cpus,
+        threads=threads,
     )
     spec = AnalyserSpec(
         analyser=analyser,
@@ -93,6 +97,12 @@ def bench_triage_cmd(
     bundle: Path | None = typer.Option(None, "--bundle", help="Index bundle folder (default: settings)."),
     no_fallback: bool = typer.Option(False, "--no-fallback", help="Do not fall back to the fake analyser."),
     seed: int = typer.Option(0, "--seed"),
+    worklist: list[Path] = typer.Option(
+        [], "--worklist", help="Real worklist(s) to take the first --n studies from (default: synthetic)."
+    ),
+    threads: int | None = typer.Option(
+        None, "--threads", min=1, help="Torch threads per worker (default 1)."
+    ),
 ) -> None:
     """Studies per minute of local and Ray triage for 1 and 2 workers on a synthetic worklist, JSON."""
     from triage.agent_adapter import AnalyserSpec
@@ -113,5 +123,7 @@ def bench_triage_cmd(
         analyser=spec,
         fallback=None if no_fallback else "fake",
         seed=seed,
+        worklists=worklist,
+        threads=threads,
     )
     typer.echo(json.dumps(report, indent=2))
