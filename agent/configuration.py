@@ -55,7 +55,7 @@ class Configuration:
     n_hits: int = 30
     image_k: int = 10
     search_mode: str = "hybrid"
-    max_candidates: int = 15
+    max_candidates: int = 20
     risk: float | None = None
     abstain_threshold: float | None = None
     offdomain_threshold: float = 0.45

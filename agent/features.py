@@ -14,7 +14,10 @@ Features of a candidate (:data:`FEATURES`):
 - ``image_support``: DCG share of the similar images (image -> image) labelled with this diagnosis;
 - ``image_text_support``: DCG share of the image -> text chunks labelled with it;
 - ``perception_overlap``: fraction of the image model's caption/attribute words found in its evidence;
-- ``label_in_query``: fraction of the diagnosis name's content words present in the case text (history).
+- ``label_in_query``: fraction of the diagnosis name's content words present in the case text (history);
+- ``qr_case``, ``qr_captions``, ``qr_discussions``: 1 / best rank of a supporting document in the ``case``,
+  ``captions`` and ``discussions`` queries of :func:`agent.evidence.plan_queries` (0 when that query did not
+  find it or did not run).
 """
 
 from __future__ import annotations
@@ -45,7 +48,12 @@ FEATURES: tuple[str, ...] = (
     "image_text_support",
     "perception_overlap",
     "label_in_query",
+    "qr_case",
+    "qr_captions",
+    "qr_discussions",
 )
+#: Query purposes whose per-query ranks are features (``qr_<purpose>``).
+RANKED_QUERIES: tuple[str, ...] = ("case", "captions", "discussions")
 
 
 @dataclass
@@ -122,7 +130,7 @@ def build_candidates(
     *,
     case_text: str = "",
     perception: str = "",
-    max_candidates: int = 15,
+    max_candidates: int = 20,
     matcher: DiagnosisMatcher | None = None,
 ) -> list[Candidate]:
     """Candidates with features (module docstring), in aggregated-score order (image-only ones last).
@@ -207,6 +215,9 @@ def build_candidates(
             "perception_overlap": len(seen_words & evidence_words) / len(seen_words) if seen_words else 0.0,
             "label_in_query": len(label_words & query_words) / len(label_words) if label_words else 0.0,
         }
+        for purpose in RANKED_QUERIES:
+            ranks = [int((e.get("query_ranks") or {}).get(purpose) or 0) for e in items]
+            cand.features[f"qr_{purpose}"] = max((1.0 / r for r in ranks if r > 0), default=0.0)
     return candidates
 
 

@@ -7,7 +7,9 @@ cases ship without their PNG files, and their captions are the same kind of text
 title). Each case is run through the agent's own planning, retrieval and candidate code
 (:mod:`agent.evidence`, :mod:`agent.features`) against the bundle, *leaving the case out*: its own documents
 (``doc_id`` ``<source>:case/<U_id>`` and any chunk whose ``case_id`` is the case) never appear in its hits.
-A candidate is correct when :func:`retrieval.diagnosis.same_diagnosis` says it names the gold diagnosis.
+A candidate is correct when :func:`retrieval.diagnosis.same_diagnosis` says it names the gold diagnosis. When the
+bundle has an image index, the case's shipped PNG images are searched too (its own images excluded), so the
+image features (similar-image and image -> text support) get fitted weights; without one they stay at 0.
 
 Model (:mod:`agent.reasoners.model`): the L2 strength is chosen by 5-fold cross-validated log-likelihood;
 the temperature is fitted on the out-of-fold logits of that choice; the final weights are refitted on all
@@ -37,7 +39,7 @@ from agent.risk import risk_table, threshold_for
 log = logging.getLogger(__name__)
 
 #: L2 strengths tried.
-L2_GRID: tuple[float, ...] = (0.1, 1.0, 10.0)
+L2_GRID: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0)
 FOLDS = 5
 #: Target risks listed in the weights file (the default is :data:`DEFAULT_RISK`).
 RISKS: tuple[float, ...] = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
@@ -140,24 +142,47 @@ def read_medpix_cases(root: str | Path, split: str) -> list[FitCase]:
     return out
 
 
+def _case_images(case: FitCase, max_images: int) -> list[Any]:
+    """The case's shipped images (display arrays), at most ``max_images``; unreadable ones are skipped."""
+    from zebra.intake import load_study
+
+    out = []
+    for path in case.images[:max_images]:
+        try:
+            out.append(load_study(path).images[0].display)
+        except Exception as exc:  # an unreadable image costs only itself
+            log.warning("case %s: image %s unreadable: %s", case.case_id, path, exc)
+    return out
+
+
 def case_features(
     searcher: Any,
     case: FitCase,
     *,
     n_hits: int = 30,
-    max_candidates: int = 15,
+    max_candidates: int = 20,
+    image_k: int = 10,
+    max_images: int = 4,
     mode: str = "hybrid",
     source: str = "medpix",
 ) -> dict[str, Any]:
-    """Candidates and correctness of one case, leaving the case out (module docstring)."""
+    """Candidates and correctness of one case, leaving the case out (module docstring).
+
+    When the bundle has an image index, the case's shipped images are searched too (image -> images and
+    image -> text, the case's own images and documents excluded), so the image features get fitted weights.
+    """
     from retrieval.diagnosis import DiagnosisMatcher
 
     queries = plan_queries(
         question="", intent="diagnosis", history=case.history, captions=case.captions, findings=[]
     )
+    has_images = getattr(searcher.bundle, "image_index", None) is not None
+    images = _case_images(case, max_images) if has_images and case.images else []
     evidence, image_evidence, _ = retrieve(
         searcher,
         queries,
+        images,
+        image_k=image_k,
         n_hits=n_hits,
         mode=mode,
         exclude_doc_ids=[f"{source}:case/{case.case_id}"],
@@ -176,6 +201,7 @@ def case_features(
         "labels": [c.label for c in candidates],
         "x": feature_matrix(candidates).round(6).tolist(),
         "correct": [bool(matcher.same(c.label, case.gold)) for c in candidates],
+        "n_images": len(images),
     }
 
 
@@ -374,7 +400,9 @@ def fit(
             "split": split,
             "n_cases": len(rows),
             "leave_one_out": "the case's own documents (doc_id medpix:case/<U_id>, chunks with its case_id) are removed from its hits",
-            "inputs": "clinical history (History + Exam) and the captions of the case's described images",
+            "inputs": "clinical history (History + Exam), the captions of the case's described images, "
+            "and its shipped PNG images when the bundle has an image index",
+            "n_cases_with_images": sum(1 for r in rows if r.get("n_images")),
         },
         "bundle": {
             "path": str(bundle),

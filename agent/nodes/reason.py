@@ -46,6 +46,27 @@ def make_request(state: AgentState, ctx: AgentContext, cfg: Configuration) -> Re
     )
 
 
+def fill_differential(
+    proposed: list[dict[str, Any]], ranked: list[dict[str, Any]], k: int
+) -> list[dict[str, Any]]:
+    """``proposed`` topped up to ``k`` entries with the builtin-ranked candidates it does not already name.
+
+    An LLM reasoner may propose fewer than ``k`` diagnoses; the rest of the differential then comes from the
+    calibrated candidate ranking (marked ``"filled": True``), so a top-5 answer always has five entries when
+    the evidence holds five candidates.
+    """
+    from retrieval.diagnosis import DiagnosisMatcher
+
+    matcher = DiagnosisMatcher()
+    out = list(proposed)
+    for item in ranked:
+        if len(out) >= k:
+            break
+        if not any(matcher.same(item["diagnosis"], have["diagnosis"]) for have in out):
+            out.append({**item, "filled": True})
+    return out
+
+
 @traced("reason", reads=("evidence", "image_evidence", "findings"))
 def reason(state: AgentState, ctx: AgentContext, cfg: Configuration) -> dict[str, Any]:
     """Proposes the differential (module docstring)."""
@@ -70,6 +91,9 @@ def reason(state: AgentState, ctx: AgentContext, cfg: Configuration) -> dict[str
         proposed = scorer.differential(request)
         info["null_probability"] = request.null_probability
         info["fallback"] = True
+    elif len(proposed) < request.k:
+        proposed = fill_differential(proposed, scorer.differential(request), request.k)
+        info["filled"] = True
     info["builtin_null_probability"] = round(request.null_probability, 4)
     update: dict[str, Any] = {"candidates": candidates, "proposed": proposed, "reasoner": info}
     if notes:

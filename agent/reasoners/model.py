@@ -114,6 +114,46 @@ def _case_loss_grad(
     return -float(np.log(max(mass, 1e-300))), grad_w, float(g[-1])
 
 
+class _Stacked:
+    """The cases' standardised candidate rows stacked into one matrix, for a vectorised objective."""
+
+    def __init__(self, zs: Sequence[np.ndarray], cases: Sequence[Case], dim: int) -> None:
+        sizes = np.array([len(z) for z in zs], dtype=np.int64)
+        self.has = sizes > 0
+        self.z = np.concatenate([z for z in zs if len(z)]) if self.has.any() else np.zeros((0, dim))
+        self.correct = (
+            np.concatenate([np.asarray(c.correct, dtype=bool) for c in cases if len(c.x)])
+            if self.has.any()
+            else np.zeros(0, dtype=bool)
+        )
+        self.starts = np.concatenate([[0], np.cumsum(sizes[self.has])[:-1]]).astype(np.int64)
+        self.seg = np.repeat(np.arange(int(self.has.sum())), sizes[self.has])
+        # cases whose right answer is "none of the candidates" (with candidates; the others have no loss)
+        self.null_target = (
+            np.logical_not(np.logical_or.reduceat(self.correct, self.starts))
+            if len(self.correct)
+            else np.zeros(0, dtype=bool)
+        )
+
+    def loss_grad(self, w: np.ndarray, b: float) -> tuple[float, np.ndarray, float]:
+        """Summed negative log-likelihood and its gradient (cases without candidates contribute 0)."""
+        if not len(self.z):
+            return 0.0, np.zeros_like(w), 0.0
+        s = self.z @ w
+        m = np.maximum(np.maximum.reduceat(s, self.starts), b)
+        e = np.exp(s - m[self.seg])
+        eb = np.exp(b - m)
+        total = np.add.reduceat(e, self.starts) + eb
+        target = np.add.reduceat(np.where(self.correct, e, 0.0), self.starts) + np.where(
+            self.null_target, eb, 0.0
+        )
+        target = np.maximum(target, 1e-300 * total)
+        loss = float(np.sum(np.log(total) - np.log(target)))
+        g = e / total[self.seg] - np.where(self.correct, e / target[self.seg], 0.0)
+        gb = float(np.sum(eb / total - np.where(self.null_target, eb / target, 0.0)))
+        return loss, self.z.T @ g, gb
+
+
 def fit_weights(
     cases: Sequence[Case], feature_names: Sequence[str], *, l2: float = 1.0, max_iter: int = 500
 ) -> ConditionalLogit:
@@ -132,18 +172,14 @@ def fit_weights(
     mean = stacked.mean(axis=0)
     std = stacked.std(axis=0)
     std = np.where(std > 1e-9, std, 1.0)
-    zs = [((c.x - mean) / std) if len(c.x) else np.zeros((0, len(feature_names))) for c in cases]
-    n = max(len(cases), 1)
     dim = len(feature_names)
+    zs = [((c.x - mean) / std) if len(c.x) else np.zeros((0, dim)) for c in cases]
+    data = _Stacked(zs, cases, dim)
+    n = max(len(cases), 1)
 
     def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
         w, b = theta[:dim], theta[dim]
-        loss, gw, gb = 0.0, np.zeros(dim), 0.0
-        for z, case in zip(zs, cases, strict=True):
-            li, gwi, gbi = _case_loss_grad(w, b, z, case.correct)
-            loss += li
-            gw += gwi
-            gb += gbi
+        loss, gw, gb = data.loss_grad(w, float(b))
         loss = loss / n + 0.5 * l2 * float(w @ w) / n
         grad = np.concatenate([gw / n + l2 * w / n, [gb / n]])
         return loss, grad

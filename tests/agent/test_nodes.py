@@ -119,10 +119,18 @@ def test_plan_queries(ctx, cfg) -> None:
         ],
     }
     up = plan(state, ctx, cfg)
-    purposes = [q["purpose"] for q in up["queries"]]
-    assert purposes == ["case", "image findings"]
-    assert "Axial T1" in up["queries"][0]["text"] and HISTORY in up["queries"][0]["text"]
-    assert "frontal" in up["queries"][1]["text"] and up["queries"][1]["weight"] < 1
+    by = {q["purpose"]: q for q in up["queries"]}
+    assert [q["purpose"] for q in up["queries"]] == ["case", "captions", "discussions", "image findings"]
+    assert "Axial T1" in by["case"]["text"] and HISTORY in by["case"]["text"]
+    # the captions alone (the history's generic words would dominate), and the case against the discussions
+    assert by["captions"]["text"] == "Axial T1 post contrast."
+    assert (
+        by["discussions"]["text"] == by["case"]["text"] and "disease_discussion" in by["discussions"]["kinds"]
+    )
+    assert "frontal" in by["image findings"]["text"] and by["image findings"]["weight"] < 1
+    # without a history the captions are the case text: no duplicate query
+    up = plan({**state, "history": ""}, ctx, cfg)
+    assert [q["purpose"] for q in up["queries"]] == ["case", "discussions", "image findings"]
 
 
 def _pipeline(ctx, cfg, state):
@@ -152,6 +160,35 @@ def test_retrieve_reason_verify(ctx, cfg, bundle_doc_ids) -> None:
     assert len(state["differential"]) == 5 and not state.get("abstained")
     state = _merge(state, verify(state, ctx, cfg.replace(abstain_threshold=0.99)))
     assert state["abstained"] and "below the 0.99" in state["abstain_reason"]
+
+
+def test_discussions_query_is_restricted_and_ranks_become_features(ctx, cfg) -> None:
+    state = {
+        "turn": 1,
+        "question": "",
+        "history": HISTORY,
+        "captions": ["Dural based mass with a dural tail."],
+        "intent": {"name": "diagnosis"},
+        "findings": [],
+    }
+    state = _merge(state, plan(state, ctx, cfg))
+    state = _merge(state, retrieve(state, ctx, cfg))
+    by_query = {}
+    for e in state["evidence"]:
+        for purpose, rank in e["query_ranks"].items():
+            by_query.setdefault(purpose, []).append((rank, e["kind"]))
+    assert set(by_query) == {"case", "captions", "discussions"}
+    assert {kind for _, kind in by_query["discussions"]} == {"disease_discussion"}
+    assert {kind for _, kind in by_query["case"]} > {"disease_discussion"}  # the case query is unrestricted
+    state = _merge(state, reason(state, ctx, cfg))
+    features = {c["label"]: c["features"] for c in state["candidates"]}
+    assert features["Meningioma"]["qr_discussions"] > 0
+    # a diagnosis that has a case report but no discussion is never supported by the discussions query
+    assert (
+        features["Vestibular schwannoma"]["qr_discussions"]
+        == 0
+        < features["Vestibular schwannoma"]["qr_case"]
+    )
 
 
 def test_verify_drops_uncited_claims(ctx, cfg) -> None:

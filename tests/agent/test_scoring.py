@@ -129,3 +129,36 @@ def test_fit_refuses_the_dev_split(tmp_path: Path) -> None:
 
     with pytest.raises(AgentConfigError, match="dev"):
         load_medpix_cases(tmp_path, "dev")
+
+
+def test_vectorised_objective_equals_the_per_case_one() -> None:
+    from agent.reasoners.model import _case_loss_grad, _Stacked
+
+    rows = _synthetic_rows(40, seed=3)
+    cases = [Case(np.asarray(r["x"]), np.asarray(r["correct"], dtype=bool)) for r in rows]
+    cases.append(Case(np.zeros((0, len(FEATURES))), np.zeros(0, dtype=bool)))  # no candidate at all
+    rng = np.random.default_rng(4)
+    w, b = rng.normal(size=len(FEATURES)), 0.3
+    loss, grad, grad_b = 0.0, np.zeros(len(FEATURES)), 0.0
+    for case in cases:
+        li, gi, gbi = _case_loss_grad(w, b, case.x, case.correct)
+        loss, grad, grad_b = loss + li, grad + gi, grad_b + gbi
+    got = _Stacked([c.x for c in cases], cases, len(FEATURES)).loss_grad(w, b)
+    assert got[0] == pytest.approx(loss, rel=1e-12)
+    assert np.allclose(got[1], grad, atol=1e-10) and got[2] == pytest.approx(grad_b, abs=1e-10)
+
+
+def test_fill_differential_tops_up_without_duplicates() -> None:
+    from agent.nodes.reason import fill_differential
+
+    proposed = [{"diagnosis": "Meningioma", "probability": 0.5, "citations": ["E1"]}]
+    ranked = [
+        {"diagnosis": "Atypical meningioma", "probability": 0.4, "citations": ["E1"]},
+        {"diagnosis": "Dural metastasis", "probability": 0.2, "citations": ["E2"]},
+        {"diagnosis": "Hemangiopericytoma", "probability": 0.1, "citations": ["E3"]},
+        {"diagnosis": "Schwannoma", "probability": 0.05, "citations": ["E4"]},
+    ]
+    out = fill_differential(proposed, ranked, 3)
+    assert [d["diagnosis"] for d in out] == ["Meningioma", "Dural metastasis", "Hemangiopericytoma"]
+    assert "filled" not in out[0] and out[1]["filled"] is True
+    assert fill_differential(proposed, ranked, 1) == proposed
