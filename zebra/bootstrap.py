@@ -61,6 +61,28 @@ class SetupReport:
     seconds: float = 0.0
 
 
+def stale_reason(manifest: dict) -> str | None:
+    """Why a default bundle no longer matches the built-in models (``None`` when it does).
+
+    The default bundle's image vectors come from the built-in image encoder; when a new Zebra version ships
+    other encoder weights, old vectors would be compared with new query vectors, so ``zebra setup`` rebuilds.
+    """
+    from index_builder.embedders.image import BUILTIN_ARCH, builtin_checkpoint
+    from index_builder.layout import sha256_file
+
+    info = manifest.get("image_embedder") or {}
+    if info.get("spec") != "builtin":
+        return None
+    ckpt = builtin_checkpoint()
+    sha = sha256_file(ckpt) if ckpt else None
+    if info.get("arch") != BUILTIN_ARCH or info.get("checkpoint_sha256") != sha:
+        return (
+            f"its images were embedded with {info.get('arch')} ({str(info.get('checkpoint_sha256'))[:12]}), "
+            f"the built-in image encoder is now {BUILTIN_ARCH} ({str(sha)[:12]})"
+        )
+    return None
+
+
 def setup(settings: Settings, *, rebuild: bool = False, show_progress: bool = True) -> SetupReport:
     """Prepares everything the main job needs; rebuilds the default bundle only when missing or invalid.
 
@@ -89,10 +111,13 @@ def setup(settings: Settings, *, rebuild: bool = False, show_progress: bool = Tr
     if not rebuild and (out / "manifest.json").is_file():
         try:
             bundle = Bundle.open(out)
-            report.bundle_action = "kept"
-            report.bundle_counts = dict(bundle.manifest.get("counts", {}))
-            report.seconds = round(time.perf_counter() - t0, 2)
-            return report
+            stale = stale_reason(bundle.manifest)
+            if stale is None:
+                report.bundle_action = "kept"
+                report.bundle_counts = dict(bundle.manifest.get("counts", {}))
+                report.seconds = round(time.perf_counter() - t0, 2)
+                return report
+            log.warning("default bundle is out of date, rebuilding: %s", stale)
         except IndexIntegrityError as exc:
             log.warning("default bundle failed verification, rebuilding: %s", exc.message)
     if not sources:
