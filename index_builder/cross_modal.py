@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from index_builder import faiss_factory, layout
+from index_builder.vectors import normalise
 
 log = logging.getLogger(__name__)
 
@@ -38,15 +39,6 @@ PARTS: dict[str, tuple[str, str]] = {
     "chunks": (layout.CLIP_TEXT_INDEX, "chunks"),
     "captions": (layout.CLIP_CAPTION_INDEX, "images"),
 }
-
-
-def normalise(vectors: np.ndarray) -> np.ndarray:
-    """Row-wise L2-normalised float32 copy; zero rows stay zero (same rule as :mod:`retrieval.ranking`)."""
-    vectors = np.asarray(vectors, dtype=np.float32)
-    if vectors.ndim == 1:
-        vectors = vectors[None, :]
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return np.ascontiguousarray(vectors / np.where(norms > 0, norms, 1.0), dtype=np.float32)
 
 
 def embed_texts(embedder: Any, texts: Sequence[str], *, batch_size: int = BATCH) -> np.ndarray:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from retrieval.ranking import normalise
+from index_builder.vectors import normalise
 
 log = logging.getLogger(__name__)
 

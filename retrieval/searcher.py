@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
+from index_builder.vectors import normalise
 from retrieval.aggregate import aggregate_diagnoses
 from retrieval.crossmodal import CrossModalVectors
 from retrieval.errors import NoImageIndexError, QueryError
@@ -58,7 +59,7 @@ from retrieval.fusion import DEFAULT_RRF_K, reciprocal_rank_fusion
 from retrieval.images import load_query_image
 from retrieval.mmr import mmr_select
 from retrieval.query_cache import QueryVectorCache, image_key
-from retrieval.ranking import Candidate, bm25_ranking, fuse_rankings, index_ranking, normalise
+from retrieval.ranking import Candidate, bm25_ranking, fuse_rankings, index_ranking
 from retrieval.results import image_hit, text_hit
 from retrieval.types import CandidateDiagnosis, Hit, ImageHit
 
