@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from pathlib import PurePath
 from typing import Any
 
 from agent.configuration import Configuration
@@ -102,7 +103,7 @@ def _findings_text(state: AgentState, t: Mapping[str, str]) -> list[str]:
 def _where(f: Mapping[str, Any]) -> str | None:
     boxes = f.get("boxes") or []
     attrs = f.get("attributes") or {}
-    site = ", ".join(str(attrs[k]) for k in ("site", "region") if attrs.get(k))
+    site = ", ".join(dict.fromkeys(str(attrs[k]) for k in ("site", "region") if attrs.get(k)))
     parts = []
     if boxes:
         b = boxes[0]
@@ -115,7 +116,8 @@ def _where(f: Mapping[str, Any]) -> str | None:
     if site:
         parts.append(f"site: {site}")
     if f.get("heatmap"):
-        parts.append(f"heatmap: {f['heatmap']}")
+        # The file name only: answers reach web users, who must not see server paths (--json has the path).
+        parts.append(f"heatmap: {PurePath(str(f['heatmap'])).name}")
     if not parts:
         return None
     return "; ".join(parts) + f" [{f['id']}]"

@@ -225,15 +225,17 @@ def test_respond_location_and_change(ctx, cfg) -> None:
                 "image": "s.png",
                 "accepted": True,
                 "boxes": [{"x1": 10.0, "y1": 12.0, "x2": 30.0, "y2": 33.0, "score": 0.9}],
-                "attributes": {"site": "left frontal"},
-                "heatmap": "/tmp/h.png",
+                "attributes": {"site": "left frontal", "region": "left frontal"},
+                "heatmap": "/srv/zebra/heatmaps/h.png",
             }
         ],
         "differential": [],
     }
     up = respond(state, ctx, cfg)
     text = up["answer"]["text"]
-    assert "x 10-30, y 12-33" in text and "left frontal" in text and "/tmp/h.png" in text and "[M1]" in text
+    assert "x 10-30, y 12-33" in text and "[M1]" in text
+    assert "site: left frontal;" in text  # site and region are not repeated when they agree
+    assert "heatmap: h.png" in text and "/srv/zebra" not in text  # no server paths in answers
     state.update(
         intent={"name": "change"}, change={"id": "M2", "statement": "Lesion larger than on the prior."}
     )
