@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -78,3 +79,17 @@ def load_inputs(
     if len(out) > max_images:
         log.info("%d %ss given; analysing the first %d", len(out), role, max_images)
     return out[: max(max_images, 1)]
+
+
+def inputs_digest(images: Sequence[tuple[str, Any]], priors: Sequence[tuple[str, Any]]) -> str:
+    """A SHA-256 of the pixels (shape, type and bytes) of the study and prior images, in order.
+
+    Names are left out on purpose: the same pixels sent again under another name are the same study.
+    """
+    h = hashlib.sha256()
+    for role, items in ((b"image", images), (b"prior", priors)):
+        for _, image in items:
+            arr = np.ascontiguousarray(np.asarray(image))
+            h.update(role + repr((arr.shape, arr.dtype.str)).encode())
+            h.update(arr.tobytes())
+    return h.hexdigest()

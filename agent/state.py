@@ -35,7 +35,8 @@ class AgentState(TypedDict, total=False):
     """State of the diagnostic graph (module docstring).
 
     Per-turn inputs: ``question``, ``history``, ``captions``, ``image_names``, ``prior_names``.
-    Written by the nodes: ``turn``/``followup``/``new_case`` (intake), ``intent``/``gate``/``abstained``/
+    Written by the nodes: ``turn``/``followup``/``new_case`` and the current case's inputs
+    ``case_images_key``/``case_history``/``case_captions`` (intake), ``intent``/``gate``/``abstained``/
     ``abstain_reason`` (gate), ``findings``/``change`` (perceive), ``queries`` (plan), ``evidence``/
     ``image_evidence`` (retrieve), ``literature`` (literature), ``candidates``/``proposed``/``reasoner`` (reason), ``differential``/
     ``backoff``/``verification`` (verify), ``answer`` (respond). ``turns``, ``trace`` and ``notes`` accumulate.
@@ -48,6 +49,9 @@ class AgentState(TypedDict, total=False):
     prior_names: list[str]
 
     case_text: str
+    case_images_key: str
+    case_history: str
+    case_captions: list[str]
     turn: int
     followup: bool
     new_case: bool

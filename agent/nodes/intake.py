@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent.configuration import Configuration
+from agent.images import inputs_digest
 from agent.nodes.common import traced
 from agent.resources import AgentContext
 from agent.state import CASE_KEYS, AgentState
@@ -20,13 +21,25 @@ def intake(state: AgentState, ctx: AgentContext, cfg: Configuration) -> dict[str
     """Numbers the turn, records the inputs' names, and resets the case when new inputs arrive.
 
     A turn brings a *new case* when it has images, priors, a history or captions (the gate may still decide
-    that the question itself describes one). Otherwise it is a *follow-up* on the previous case when there is one.
+    that the question itself describes one), unless they are the previous case's again: a chat sends the study
+    with every question, and its differential must not change between the turns about it. Images are compared
+    by their pixels (:func:`agent.images.inputs_digest`); a turn that repeats the images without the history
+    keeps the history given before. Otherwise a turn is a *follow-up* on the previous case when there is one.
     """
     question = (state.get("question") or "").strip()
     history = (state.get("history") or "").strip()
     captions = [c for c in state.get("captions") or [] if c and c.strip()]
     previous = has_previous(state)
-    new_case = bool(ctx.images or ctx.priors or history or captions)
+    images_key = inputs_digest(ctx.images, ctx.priors) if (ctx.images or ctx.priors) else ""
+    same_case = (
+        previous
+        and images_key == (state.get("case_images_key") or "")
+        and history in ("", state.get("case_history") or "")
+        and (not captions or captions == (state.get("case_captions") or []))
+    )
+    if same_case:
+        history, captions = state.get("case_history") or "", list(state.get("case_captions") or [])
+    new_case = bool(ctx.images or ctx.priors or history or captions) and not same_case
     update: dict[str, Any] = {
         "turn": int(state.get("turn", 0)) + 1,
         "question": question,
@@ -46,6 +59,7 @@ def intake(state: AgentState, ctx: AgentContext, cfg: Configuration) -> dict[str
         decided = state.get("verification") or {}
         update.update(abstained=bool(decided.get("abstained")), abstain_reason=decided.get("abstain_reason"))
     if new_case:
+        update.update(case_images_key=images_key, case_history=history, case_captions=captions)
         update.update({k: [] for k in CASE_KEYS})
         update.update({"change": None, "backoff": None, "reasoner": {}, "verification": {}})
     update["case_text"] = ""

@@ -206,3 +206,27 @@ def test_cli_session_and_trace(bundle: Path, zebra_env: Path, capsys: pytest.Cap
     with pytest.raises(SystemExit):
         main(["agent", "trace", "no-such-thread"])
     assert "No session" in capsys.readouterr().err
+
+
+def test_a_chat_resending_the_study_keeps_its_differential(make_agent, scan, tmp_path: Path) -> None:
+    """A chat sends the study with every question: the same pixels are the same case, not a new one."""
+    from agent.checkpoint import sqlite_saver
+
+    agent = make_agent(checkpointer=sqlite_saver(tmp_path / "cp.sqlite"), abstain_threshold=0.0)
+    first = agent.ask("What is the most likely diagnosis?", images=[("a.png", scan)], history=HISTORY)
+    again = agent.ask("Where is the lesion?", images=[("a.png", scan.copy())], thread_id=first.thread_id)
+    assert [t["node"] for t in again.trace] == ["intake", "gate", "respond"]
+    assert [d.diagnosis for d in again.differential] == [d.diagnosis for d in first.differential]
+    assert [d.probability for d in again.differential] == [d.probability for d in first.differential]
+    # another image (or another history) is another case
+    other = scan.copy()
+    other[: other.shape[0] // 4] = 0
+    moved = agent.ask("What is the most likely diagnosis?", images=[other], thread_id=first.thread_id)
+    assert "perceive" in [t["node"] for t in moved.trace]
+    text = agent.ask(
+        "What is the most likely diagnosis?",
+        images=[other],
+        history="A 3-year-old boy.",
+        thread_id=first.thread_id,
+    )
+    assert "perceive" in [t["node"] for t in text.trace]
