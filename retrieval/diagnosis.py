@@ -22,12 +22,15 @@
 the text without parentheses plus each parenthesised alias. Two names match when some variant pair matches by:
 
 - ``exact``: equal normalised strings;
-- ``acronym``: a one-word variant of 3-6 letters equals the initials of the other (``PRES``);
+- ``acronym``: a one-word variant of 3-6 letters equals the initials of the other (``PRES``); or, inside a
+  longer name, such a word abbreviates a run of the other's words and the expanded name matches it by the
+  rules below (``cerebellar PICA infarction`` = ``posterior inferior cerebellar artery infarct``);
 - ``synonym``: both are in one group of the ``synonyms`` given;
 - ``containment``: the content words (stop words such as ``of``/``with``/``type`` dropped) of one are the same
   set as the other's, or a subset that occurs in the same order and is *specific enough*: it has a word that
   is not generic (``tumor``, ``cyst``, ``fracture``, ``acute``, ``left``, organ names ...) and, if it is a single
-  word, that word has at least 4 characters. So ``meningioma`` matches ``atypical meningioma`` and
+  word, that word has at least 4 characters; or it has at least three content words (a precise description
+  even in generic words). So ``meningioma`` matches ``atypical meningioma`` and
   ``calcaneal stress fracture`` matches ``stress fracture``, but ``fracture`` does not match ``atlas fracture``
   and ``lung cancer`` does not match ``metastatic breast cancer to lungs``;
 - ``embedding``: with an ``embedder``, the cosine similarity of the two whole normalised names reaches
@@ -450,7 +453,14 @@ def content_tokens(normalized: str) -> tuple[str, ...]:
     return tuple(t for t in normalized.split() if t not in _STOPWORDS)
 
 
+#: A contained name of this many content words is specific enough even when each word is generic
+#: ("metastatic breast cancer to lungs" inside "... lungs, nodules").
+SPECIFIC_LENGTH = 3
+
+
 def _is_specific(tokens: tuple[str, ...]) -> bool:
+    if len(tokens) >= SPECIFIC_LENGTH:
+        return True
     informative = [t for t in tokens if t not in GENERIC_WORDS]
     if not informative:
         return False
@@ -484,6 +494,35 @@ def _acronym(a: str, b: str) -> bool:
             continue
         # a trailing "syndrome"/"disease" was dropped by normalisation (PRES = ... syndrome)
         if short in (_initials(long), _initials(long) + "s", _initials(long) + "d"):
+            return True
+    return False
+
+
+def _expand_acronyms(short: str, long: str) -> str:
+    """``short`` with each 3-6-letter word that abbreviates a run of ``long``'s content words replaced by that
+    run (``cerebellar pica infarct`` against ``posterior inferior cerebellar artery infarct``)."""
+    words = [t for t in long.split() if t not in _STOPWORDS]
+    out: list[str] = []
+    for tok in short.split():
+        run = None
+        if tok.isalpha() and 3 <= len(tok) <= 6 and tok not in words:
+            n = len(tok)
+            run = next(
+                (
+                    words[i : i + n]
+                    for i in range(len(words) - n + 1)
+                    if "".join(w[0] for w in words[i : i + n]) == tok
+                ),
+                None,
+            )
+        out.extend(run or [tok])
+    return " ".join(out)
+
+
+def _inner_acronym(a: str, b: str) -> bool:
+    for short, long in ((a, b), (b, a)):
+        expanded = _expand_acronyms(short, long)
+        if expanded != short and " " in short and (expanded == long or _contains(expanded, long)):
             return True
     return False
 
@@ -532,7 +571,7 @@ class DiagnosisMatcher:
         pairs = [(x, y) for x in va for y in vb]
         if any(x == y for x, y in pairs):
             return "exact"
-        if any(_acronym(x, y) for x, y in pairs):
+        if any(_acronym(x, y) or _inner_acronym(x, y) for x, y in pairs):
             return "acronym"
         if self._groups and any(
             x in self._groups and self._groups[x] == self._groups.get(y) for x, y in pairs

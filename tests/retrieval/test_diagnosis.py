@@ -70,6 +70,13 @@ def test_variants_split_lists_and_keep_parenthesised_aliases() -> None:
         ("Calcaneal stress fracture", "Stress fracture", "containment"),
         ("Vocal cord paralysis", "1. Metastatic breast cancer\n2. Right vocal cord paralysis", "containment"),
         ("Medulloblastoma", "Medulloblastoma confirmed by pathology.", "containment"),
+        # three generic words in order are a precise description
+        (
+            "Metastatic breast cancer to lungs - nodules",
+            "1. Metastatic breast cancer to lungs",
+            "containment",
+        ),
+        ("Cerebellar PICA infarction", "Posterior Inferior Cerebellar Artery Infarct", "acronym"),
     ],
 )
 def test_same_diagnosis_positive(a: str, b: str, reason: str) -> None:
@@ -93,6 +100,9 @@ def test_same_diagnosis_positive(a: str, b: str, reason: str) -> None:
             "Left ventricular non compaction",
             "Cardiomyopathy, dilated, 1C, with or without left ventricular noncompaction",
         ),
+        ("Acute infarct", "Acute infarct detection with non-contrast CT"),  # two generic words
+        ("Breast cancer to lungs", "Metastatic lung cancer to breast"),  # order differs
+        ("PICA infarct", "Posterior cerebral artery infarction"),  # PCA, not PICA
         ("", "Meningioma"),
         (None, None),
     ],
