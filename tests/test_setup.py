@@ -74,3 +74,55 @@ def test_stale_image_encoder_triggers_a_rebuild(zebra_env: Path, builds: list[Pa
     assert reason is not None and "zebra-vit-s16" in reason and "zebra-med-rn16" in reason
     # Bundles built with an explicitly chosen encoder are the user's business.
     assert bootstrap.stale_reason({"image_embedder": {"spec": "openclip:x@/y", "arch": "x"}}) is None
+
+
+def _make_stale(bundle_dir: Path) -> None:
+    """Pretends the bundle's images were embedded by other built-in encoder weights."""
+    path = bundle_dir / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["image_embedder"]["checkpoint_sha256"] = "0" * 64
+    path.write_text(json.dumps(manifest))
+
+
+def test_stale_bundle_is_reembedded_not_rebuilt(zebra_env: Path, builds: list[Path]) -> None:
+    import faiss
+
+    import zebra.bootstrap as bootstrap
+    from zebra.config import get_settings
+
+    settings = get_settings()
+    bootstrap.setup(settings, show_progress=False)
+    out = settings.bundle_dir
+    before = faiss.read_index(str(out / "image.faiss"))
+    text_before = (out / "chunks.parquet").read_bytes()
+    _make_stale(out)
+    report = bootstrap.setup(settings, show_progress=False)
+    assert report.bundle_action == "re-embedded images" and builds == [out]  # no second build
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert bootstrap.stale_reason(manifest) is None and manifest["reembedded"]["images"] == 2
+    after = faiss.read_index(str(out / "image.faiss"))
+    ids = faiss.vector_to_array(after.id_map)
+    assert sorted(ids) == sorted(faiss.vector_to_array(before.id_map))
+    # the same weights give the same vectors under the same ids; the text side is untouched
+    for i in ids:
+        assert np.allclose(after.reconstruct(int(i)), before.reconstruct(int(i)), atol=1e-5)
+    assert (out / "chunks.parquet").read_bytes() == text_before
+    assert bootstrap.setup(settings, show_progress=False).bundle_action == "kept"
+
+
+def test_reembedding_falls_back_to_a_rebuild_when_images_are_gone(
+    zebra_env: Path, builds: list[Path]
+) -> None:
+    import zebra.bootstrap as bootstrap
+    from index_builder.bundle import Bundle
+    from zebra.config import get_settings
+
+    settings = get_settings()
+    bootstrap.setup(settings, show_progress=False)
+    out = settings.bundle_dir
+    first_image = Path(Bundle.open(out).images["path"].iloc[0])
+    first_image.unlink()
+    _make_stale(out)
+    report = bootstrap.setup(settings, show_progress=False)
+    assert report.bundle_action == "built" and report.bundle_counts["images"] == 1
+    assert builds == [out, out]

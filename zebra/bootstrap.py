@@ -91,8 +91,9 @@ def setup(settings: Settings, *, rebuild: bool = False, show_progress: bool = Tr
     """
     from index_builder.build import build_bundle
     from index_builder.bundle import Bundle
+    from index_builder.reembed import reembed_images
     from store import Store, mask_url
-    from zebra.errors import IndexIntegrityError, NotFoundError
+    from zebra.errors import IndexIntegrityError, NotFoundError, ZebraError
 
     t0 = time.perf_counter()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -117,7 +118,16 @@ def setup(settings: Settings, *, rebuild: bool = False, show_progress: bool = Tr
                 report.bundle_counts = dict(bundle.manifest.get("counts", {}))
                 report.seconds = round(time.perf_counter() - t0, 2)
                 return report
-            log.warning("default bundle is out of date, rebuilding: %s", stale)
+            log.warning("default bundle is out of date, re-embedding its images: %s", stale)
+            try:
+                manifest = reembed_images(out, show_progress=show_progress)
+            except ZebraError as exc:
+                log.warning("re-embedding failed (%s); rebuilding the default bundle", exc.message)
+            else:
+                report.bundle_action = "re-embedded images"
+                report.bundle_counts = dict(manifest.get("counts", {}))
+                report.seconds = round(time.perf_counter() - t0, 2)
+                return report
         except IndexIntegrityError as exc:
             log.warning("default bundle failed verification, rebuilding: %s", exc.message)
     if not sources:

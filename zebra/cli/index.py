@@ -129,6 +129,21 @@ def delete_cmd(
     typer.echo(json.dumps(_summary(manifest, out.expanduser().resolve()), indent=2))
 
 
+@index_app.command("reembed")
+def reembed_cmd(
+    out: Path = typer.Argument(..., help="Existing bundle folder."),
+    image_embedder: str | None = typer.Option(
+        None, "--image-embedder", help="Image embedder spec (default: the one the bundle records)."
+    ),
+    progress: bool = typer.Option(_progress_default(), "--progress/--no-progress"),
+) -> None:
+    """Re-embed a bundle's images and cross-modal vectors (after new image-encoder weights), keeping its text."""
+    from index_builder.reembed import reembed_images
+
+    manifest = reembed_images(out, image_embedder=image_embedder, show_progress=progress)
+    typer.echo(json.dumps(_summary(manifest, out.expanduser().resolve()), indent=2))
+
+
 @index_app.command("info")
 def info_cmd(
     out: Path = typer.Argument(..., help="Bundle folder."),
