@@ -36,6 +36,9 @@ class VLMConfig:
         heads: Attention heads of the token cross-attention.
         attributes: Attribute head name -> class names.
         max_objects: Most boxes per image in training targets.
+        change_cue: Size-change cue the change head reads besides the ``<Diff>`` tokens (see
+            :data:`CHANGE_CUES`): ``"excess"`` (log-ratios of the heat mass above 4 thresholds, current vs
+            prior) or ``"mass"`` (log-ratio of the summed heatmap; zebra-vlm-v1 and older checkpoints).
     """
 
     arch: str = DEFAULT_ARCH
@@ -49,6 +52,7 @@ class VLMConfig:
         default_factory=lambda: {k: list(v) for k, v in ATTRIBUTE_VOCAB.items()}
     )
     max_objects: int = 12
+    change_cue: str = "excess"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict."""
@@ -58,7 +62,14 @@ class VLMConfig:
     def from_dict(cls, data: dict[str, Any]) -> VLMConfig:
         """Inverse of :meth:`to_dict`; unknown keys are ignored (newer checkpoints)."""
         known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        # Checkpoints written before the cue was configurable were trained with the summed-mass cue.
+        return cls(**{"change_cue": "mass", **{k: v for k, v in data.items() if k in known}})
+
+
+#: Change cues -> the heat thresholds of their log mass ratios (``None``: the whole heatmap's mass).
+#: The whole map's mass is dominated by the ~1000 background cells, so it barely moves when a lesion
+#: grows or shrinks; the mass *above* a threshold follows the lesion.
+CHANGE_CUES: dict[str, tuple[float, ...] | None] = {"mass": None, "excess": (0.1, 0.2, 0.3, 0.5)}
 
 
 _registered: set[str] = set()

@@ -22,11 +22,39 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vlm.model.config import VLMConfig, clip_model_config, register_arch
+from vlm.model.config import CHANGE_CUES, VLMConfig, clip_model_config, register_arch
 from vlm.model.layers import QueryTokens, pool_tokens
 
 #: Output stride of the box head and heatmap.
 STRIDE = 8
+
+
+def change_cue(center_current: torch.Tensor, center_prior: torch.Tensor, kind: str) -> torch.Tensor:
+    """Size-change cue ``(B, n)`` from the centre logits of the aligned current and prior images.
+
+    ``"mass"``: log-ratio of the summed heatmaps (``n = 1``). ``"excess"``: log-ratios of the heat mass
+    above each threshold of :data:`vlm.model.config.CHANGE_CUES` (``n = 4``); 0 means no change.
+    """
+    if kind not in CHANGE_CUES:
+        raise ValueError(f"unknown change cue {kind!r}; known: {sorted(CHANGE_CUES)}")
+    hc = torch.sigmoid(center_current).flatten(1)
+    hp = torch.sigmoid(center_prior).flatten(1)
+    thresholds = CHANGE_CUES[kind]
+    if thresholds is None:
+        return torch.log((hc.sum(1) + 1e-3) / (hp.sum(1) + 1e-3)).unsqueeze(1)
+    out = [
+        torch.log(((hc - t).clamp(min=0).sum(1) + 1e-2) / ((hp - t).clamp(min=0).sum(1) + 1e-2))
+        for t in thresholds
+    ]
+    return torch.stack(out, dim=1)
+
+
+def make_change_head(config: VLMConfig) -> nn.Module:
+    """The change classifier: pooled ``<Diff>`` tokens, ``<Ano>`` token change and the size-change cue."""
+    thresholds = CHANGE_CUES[config.change_cue]
+    n_cue = 1 if thresholds is None else len(thresholds)
+    d = config.dim
+    return nn.Sequential(nn.Linear(4 * d + n_cue, d), nn.GELU(), nn.Linear(d, 3))
 
 
 def create_clip(config: VLMConfig) -> nn.Module:
@@ -96,7 +124,7 @@ class ZebraVLM(nn.Module):
         # <Diff> tokens on aligned feature differences.
         self.diff_in = nn.Sequential(nn.Conv2d(3 * d, d, 1), nn.GELU())
         self.diff = QueryTokens(config.n_diff_tokens, d, config.heads, depth=1)
-        self.change_head = nn.Sequential(nn.Linear(4 * d + 1, d), nn.GELU(), nn.Linear(d, 3))
+        self.change_head = make_change_head(config)
         self.diff_heat = nn.Sequential(
             nn.Conv2d(2 * d, d, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(d, 1, 1)
         )
@@ -178,11 +206,8 @@ class ZebraVLM(nn.Module):
         diff_map = self.diff_in(torch.cat([d16, d16.abs(), current.p16], dim=1))
         tokens, _ = self.diff(diff_map)
         ano_delta = pool_tokens(current_out["tokens"]) - pool_tokens(prior_out["tokens"])
-        # Soft lesion "mass" ratio from the centre heatmaps: a size-change cue the head can use directly.
-        mass_c = torch.sigmoid(current_out["center"]).flatten(1).sum(1)
-        mass_p = torch.sigmoid(prior_out["center"]).flatten(1).sum(1)
-        ratio = torch.log((mass_c + 1e-3) / (mass_p + 1e-3)).unsqueeze(1)
-        logits = self.change_head(torch.cat([pool_tokens(tokens), ano_delta, ratio], dim=1))
+        cue = change_cue(current_out["center"], prior_out["center"], self.config.change_cue)
+        logits = self.change_head(torch.cat([pool_tokens(tokens), ano_delta, cue], dim=1))
         d8 = current.p8 - prior.p8
         heat = self.diff_heat(torch.cat([d8.abs(), current.p8], dim=1))
         return {"change": logits, "diff_heat": heat}

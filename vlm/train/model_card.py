@@ -37,7 +37,12 @@ def write_model_card(path: Path, meta: dict[str, Any], ckpt: Path, encoder: Path
         " score, K2Sight-style attribute heads (side, region, shape, margin, signal, enhancement, multiplicity, mass"
         " effect, size) and FiLM-condition an anchor-free CenterNet box head at stride 8 whose centre map is the"
         " heatmap; 4 `<Diff>` tokens on phase-correlation-aligned feature differences feed the change head"
-        " (worsening/stable/improved) and a difference heatmap.",
+        " (worsening/stable/improved) and a difference heatmap."
+        + (
+            f" Size-change cue of the change head: `{cue}` (see docs/vlm.md)."
+            if (cue := meta.get("config", {}).get("change_cue"))
+            else ""
+        ),
         "- Captions are templates filled from the predictions; low-confidence attributes are omitted.",
         "- An input gate rejects blank, noise, colour and out-of-domain images (image statistics + Mahalanobis"
         " distances of the embedding and of the pooled trunk features to the training images).",
@@ -71,8 +76,8 @@ def write_model_card(path: Path, meta: dict[str, Any], ckpt: Path, encoder: Path
         "zebra vlm build-default --medpix ../shared/data/medpix-2.0 --tumor ../shared/data/brain-tumor-mri \\",
         "    --work /tmp/zebra-vlm-build --out vlm/weights",
         "```",
-        "Stages (epochs): "
-        + ", ".join(f"`{k}` ({v['epochs']})" for k, v in stages.items())
+        "Stages in build order (epochs): "
+        + ", ".join(f"`{k}` ({_epochs(v)})" for k, v in _in_build_order(stages))
         + ". CPU only (2 threads), seeded; see docs/vlm.md.",
         "",
         "## Metrics",
@@ -170,6 +175,19 @@ def write_model_card(path: Path, meta: dict[str, Any], ckpt: Path, encoder: Path
     ]
     path.write_text("\n".join(lines))
     return path
+
+
+_BUILD_ORDER = ("clip", "ano-multiscale", "ano", "diff", "explain", "lit")
+
+
+def _in_build_order(stages: dict[str, Any]) -> list[tuple[str, Any]]:
+    rank = {name: i for i, name in enumerate(_BUILD_ORDER)}
+    return sorted(stages.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))
+
+
+def _epochs(stage: dict[str, Any]) -> int:
+    """Epochs a stage ran: its last logged epoch (a resumed stage logs each epoch once)."""
+    return int(stage.get("last", {}).get("epoch", stage.get("epochs", 0)))
 
 
 _GATE_ROWS = {

@@ -337,6 +337,7 @@ class DiffStage(Stage):
         )
 
     def trainable(self, bundle: Bundle) -> list[nn.Parameter]:
+        upgrade_change_cue(bundle)
         return _set_trainable([getattr(bundle.vlm, n) for n in _DIFF_MODULES], bundle)
 
     def train_mode(self, bundle: Bundle) -> None:
@@ -460,25 +461,70 @@ class DiffStage(Stage):
     def validate(self, bundle: Bundle) -> dict[str, float]:
         if self.val is None or self.val.partner is None:
             return {}
+        if int(self.options.get("feature_variants") or 0) > 0:
+            # The frozen outputs of the (un-jittered) validation pairs never change within the stage:
+            # computed once, every epoch's validation costs only the change module.
+            if getattr(self, "_val_cache", None) is None:
+                self._val_cache = frozen_pair_outputs(self, bundle, self.val)
+            return change_metrics(self, bundle, self.val, frozen=self._val_cache)
         return change_metrics(self, bundle, self.val)
+
+
+def upgrade_change_cue(bundle: Bundle, cue: str = "excess") -> None:
+    """Switches a checkpoint trained with another change cue to ``cue`` (a fresh, seeded change head).
+
+    Checkpoints before the configurable cue (zebra-vlm-v1) read the whole heatmap's mass, which carries
+    almost no size-change signal; the ``diff`` stage retrains the change head anyway.
+    """
+    from vlm.model.network import make_change_head
+
+    config = bundle.vlm.config
+    if config.change_cue == cue:
+        return
+    log.info("diff stage: change cue %r -> %r (new change head)", config.change_cue, cue)
+    config.change_cue = cue
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(17)
+        bundle.vlm.change_head = make_change_head(config)
+
+
+@torch.no_grad()
+def frozen_pair_outputs(
+    stage: DiffStage, bundle: Bundle, data: ImageSet, batch_size: int = 16
+) -> dict[str, torch.Tensor]:
+    """Frozen-network outputs (and labels) of every pair of ``data``, without jitter."""
+    was = bundle.vlm.training
+    bundle.vlm.eval()
+    items = np.where(data.partner >= 0)[0]
+    store: dict[str, list[torch.Tensor]] = {}
+    for start in range(0, len(items), batch_size):
+        cur, pri, labels, _ = stage.pair_batch(data, items[start : start + batch_size], None)
+        for k, t in {**stage._frozen(bundle, cur, pri), "labels": labels}.items():
+            store.setdefault(k, []).append(t)
+    bundle.vlm.train(was)
+    return {k: torch.cat(v) for k, v in store.items()}
 
 
 @torch.no_grad()
 def change_metrics(
-    stage: DiffStage, bundle: Bundle, data: ImageSet, batch_size: int = 16
+    stage: DiffStage,
+    bundle: Bundle,
+    data: ImageSet,
+    batch_size: int = 16,
+    frozen: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, float]:
-    """Change accuracy (and per class) on the pairs of ``data``, without jitter."""
+    """Change accuracy (and recall per class) on the pairs of ``data``, without jitter.
+
+    ``frozen``: precomputed :func:`frozen_pair_outputs` of ``data`` (then only the change module runs).
+    """
     from vlm.types import CHANGE_LABELS
 
     was = bundle.vlm.training
     bundle.vlm.eval()
-    items = np.where(data.partner >= 0)[0]
-    preds, golds = [], []
-    for start in range(0, len(items), batch_size):
-        idx = items[start : start + batch_size]
-        cur, pri, labels, _ = stage.pair_batch(data, idx, None)
-        preds += stage.forward(bundle, cur, pri)["change"].argmax(1).tolist()
-        golds += labels.tolist()
+    frozen = frozen if frozen is not None else frozen_pair_outputs(stage, bundle, data, batch_size)
+    feats = {k: v for k, v in frozen.items() if k != "labels"}
+    preds = stage._change(bundle, feats)["change"].argmax(1).tolist()
+    golds = frozen["labels"].tolist()
     bundle.vlm.train(was)
     p, g = np.array(preds), np.array(golds)
     out = {"change_accuracy": float((p == g).mean()) if len(g) else float("nan"), "n_pairs": float(len(g))}
