@@ -100,10 +100,26 @@ def _findings_text(state: AgentState, t: Mapping[str, str]) -> list[str]:
     return out
 
 
+#: Site and region words below this attribute confidence are left out, as the VLM's captioner does: a
+#: low-confidence "right frontal lobe" next to a caption that places the box in the midline reads as a contradiction.
+SITE_MIN_CONFIDENCE = 0.5
+
+
+def _site(attrs: Mapping[str, Any]) -> str:
+    """The confident site words; a region already named by the site ("frontal lobe" in "right frontal lobe") once."""
+    confidences = attrs.get("confidences") or {}
+    names = [
+        str(attrs[k]).strip()
+        for k in ("site", "region")
+        if attrs.get(k) and float(confidences.get(k, 1.0)) >= SITE_MIN_CONFIDENCE
+    ]
+    kept = [n for n in dict.fromkeys(names) if not any(n != m and n.lower() in m.lower() for m in names)]
+    return ", ".join(kept)
+
+
 def _where(f: Mapping[str, Any]) -> str | None:
     boxes = f.get("boxes") or []
-    attrs = f.get("attributes") or {}
-    site = ", ".join(dict.fromkeys(str(attrs[k]) for k in ("site", "region") if attrs.get(k)))
+    site = _site(f.get("attributes") or {})
     parts = []
     if boxes:
         b = boxes[0]

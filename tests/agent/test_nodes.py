@@ -236,6 +236,13 @@ def test_respond_location_and_change(ctx, cfg) -> None:
     assert "x 10-30, y 12-33" in text and "[M1]" in text
     assert "site: left frontal;" in text  # site and region are not repeated when they agree
     assert "heatmap: h.png" in text and "/srv/zebra" not in text  # no server paths in answers
+    # a region inside the site is named once; low-confidence site words are left out, as in the caption
+    finding = state["findings"][0]
+    finding["attributes"] = {"site": "right frontal lobe", "region": "frontal lobe"}
+    assert "site: right frontal lobe;" in respond(state, ctx, cfg)["answer"]["text"]
+    finding["attributes"]["confidences"] = {"site": 0.25, "region": 0.25}
+    text = respond(state, ctx, cfg)["answer"]["text"]
+    assert "site:" not in text and "frontal" not in text and "x 10-30, y 12-33" in text
     state.update(
         intent={"name": "change"}, change={"id": "M2", "statement": "Lesion larger than on the prior."}
     )
