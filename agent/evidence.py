@@ -28,14 +28,28 @@ LITERATURE_QUERY_KINDS: tuple[str, ...] = ("disease_discussion", "literature")
 TEXT_CHARS = 1200
 
 
+#: Attribute values below this confidence are not used (the VLM's captioner leaves them out too).
+ATTRIBUTE_MIN_CONFIDENCE = 0.5
+
+
+def confident_attributes(attrs: dict[str, Any]) -> dict[str, Any]:
+    """The attribute values whose confidence (``attrs["confidences"]``, 1 when absent) reaches the minimum."""
+    confidences = attrs.get("confidences") or {}
+    return {
+        n: attrs[n]
+        for n in ATTRIBUTE_NAMES
+        if attrs.get(n) and float(confidences.get(n, 1.0)) >= ATTRIBUTE_MIN_CONFIDENCE
+    }
+
+
 def perception_text(findings: Sequence[dict[str, Any]]) -> str:
-    """The VLM's caption and attribute values of the accepted images, as one query text."""
+    """The VLM's caption and confident attribute values of the accepted images, as one query text."""
     parts: list[str] = []
     for f in findings:
         if not f.get("accepted", True):
             continue
-        attrs = f.get("attributes") or {}
-        words = [str(attrs[n]) for n in ATTRIBUTE_NAMES if n != "size_mm" and attrs.get(n)]
+        attrs = confident_attributes(f.get("attributes") or {})
+        words = [str(v) for n, v in attrs.items() if n != "size_mm"]
         if f.get("caption"):
             parts.append(str(f["caption"]))
         if words:

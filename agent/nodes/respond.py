@@ -14,6 +14,7 @@ from pathlib import PurePath
 from typing import Any
 
 from agent.configuration import Configuration
+from agent.evidence import confident_attributes
 from agent.nodes.common import model_outputs, traced
 from agent.prompting import fill, templates
 from agent.resources import AgentContext
@@ -100,19 +101,12 @@ def _findings_text(state: AgentState, t: Mapping[str, str]) -> list[str]:
     return out
 
 
-#: Site and region words below this attribute confidence are left out, as the VLM's captioner does: a
-#: low-confidence "right frontal lobe" next to a caption that places the box in the midline reads as a contradiction.
-SITE_MIN_CONFIDENCE = 0.5
-
-
 def _site(attrs: Mapping[str, Any]) -> str:
-    """The confident site words; a region already named by the site ("frontal lobe" in "right frontal lobe") once."""
-    confidences = attrs.get("confidences") or {}
-    names = [
-        str(attrs[k]).strip()
-        for k in ("site", "region")
-        if attrs.get(k) and float(confidences.get(k, 1.0)) >= SITE_MIN_CONFIDENCE
-    ]
+    """The confident site words (:func:`agent.evidence.confident_attributes`: a low-confidence "right frontal
+    lobe" next to a caption that places the box in the midline reads as a contradiction); a region already named
+    by the site ("frontal lobe" in "right frontal lobe") once."""
+    confident = confident_attributes(dict(attrs))
+    names = [str(confident[k]).strip() for k in ("site", "region") if confident.get(k)]
     kept = [n for n in dict.fromkeys(names) if not any(n != m and n.lower() in m.lower() for m in names)]
     return ", ".join(kept)
 

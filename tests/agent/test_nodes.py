@@ -249,3 +249,21 @@ def test_respond_location_and_change(ctx, cfg) -> None:
     up = respond(state, ctx, cfg)
     assert "Lesion larger" in up["answer"]["text"] and up["answer"]["change"].startswith("Lesion larger")
     assert up["turns"][0]["intent"] == "change"
+
+
+def test_perception_query_uses_only_confident_attributes() -> None:
+    from agent.evidence import perception_text
+
+    finding = {
+        "accepted": True,
+        "caption": "Focal abnormality.",
+        "attributes": {
+            "site": "right frontal lobe",
+            "signal": "hyperintense",
+            "size_mm": 20.0,
+            "confidences": {"site": 0.25, "signal": 0.8},
+        },
+    }
+    text = perception_text([finding, {"accepted": False, "caption": "Rejected image."}])
+    assert "hyperintense" in text and "Focal abnormality." in text
+    assert "frontal" not in text and "Rejected" not in text and "20" not in text
