@@ -13,6 +13,9 @@ Head CT/MR slices show the anatomy surrounded by dark air; photographs rarely ha
 *photo-like* image (bright border, little dark background) faces a stricter trunk threshold
 (``photo_threshold``, a fixed fraction of the training 99.5th percentile). Tightly cropped medical images
 are photo-like too, so some of them are rejected: that is the price of rejecting grayscale photographs.
+
+Last, a learnt photo classifier (:mod:`vlm.gate_photo`, the checkpoint's ``gate_photo`` block) rejects
+images whose P(medical) from trunk features, embedding and statistics is below its threshold.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from vlm.gate_photo import PhotoClassifier, photo_features
 from vlm.types import GateResult
 
 #: Rule thresholds (image statistics); an accepted medical slice is within all of them.
@@ -178,13 +182,18 @@ class Gate:
     Args:
         embedding_stats: Training statistics of the image embedding (``None``: not checked).
         trunk_stats: Training statistics of the pooled trunk features (``None``: not checked).
+        photo: The learnt photo classifier (``None``: not checked).
     """
 
     def __init__(
-        self, embedding_stats: EmbeddingStats | None = None, trunk_stats: EmbeddingStats | None = None
+        self,
+        embedding_stats: EmbeddingStats | None = None,
+        trunk_stats: EmbeddingStats | None = None,
+        photo: PhotoClassifier | None = None,
     ) -> None:
         self.embedding_stats = embedding_stats
         self.trunk_stats = trunk_stats
+        self.photo = photo
 
     def check_statistics(self, stats: dict[str, float]) -> GateResult | None:
         """The verdict from image statistics alone, or ``None`` when they look like a medical slice."""
@@ -242,4 +251,16 @@ class Gate:
                 "natural_photo",
                 scores,
             )
+        if self.photo is not None and embedding is not None and trunk is not None:
+            prob = float(self.photo.probability(photo_features(stats, embedding, trunk))[0])
+            scores["photo_gate_probability"] = prob
+            scores["photo_gate_threshold"] = self.photo.threshold
+            if prob < self.photo.threshold:
+                return GateResult(
+                    False,
+                    "The image looks like a photograph, not a medical image (learnt photo gate); "
+                    "it is not described.",
+                    "natural_photo",
+                    scores,
+                )
         return GateResult(True, None, "medical", scores)

@@ -20,6 +20,7 @@ from vlm.align import phase_correlation, shift
 from vlm.caption import ANOMALY_THRESHOLD, box_size_mm, change_statement, compose_caption
 from vlm.checkpoint import DEFAULT_NAME, default_checkpoint, load_checkpoint, sha256_file
 from vlm.gate import EmbeddingStats, Gate, image_statistics
+from vlm.gate_photo import PhotoClassifier
 from vlm.model.decode import decode_boxes, fuse_flipped, upsample_heat
 from vlm.model.fuse import fuse_for_inference
 from vlm.model.vocab import size_class
@@ -112,6 +113,7 @@ class BuiltinVLM:
         self.gate = Gate(
             EmbeddingStats.from_dict(gate_meta) if gate_meta else None,
             EmbeddingStats.from_dict(trunk_meta) if trunk_meta else None,
+            PhotoClassifier.from_dict(self.meta["gate_photo"]) if self.meta.get("gate_photo") else None,
         )
         if gate_meta is None:
             log.warning(

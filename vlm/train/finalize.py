@@ -21,6 +21,7 @@ from vlm.checkpoint import (
 )
 from vlm.export import export_open_clip
 from vlm.gate import EmbeddingStats
+from vlm.gate_photo import PhotoClassifier, fit_photo_classifier, photo_features
 from vlm.preprocess import normalize_batch
 from vlm.train.bundle import Bundle
 
@@ -71,6 +72,86 @@ def fit_gate(bundle: Bundle, roots: list[Path]) -> tuple[EmbeddingStats, Embeddi
         len(embeddings), emb.threshold, trunk.threshold, trunk.photo_threshold,
     )  # fmt: skip
     return emb, trunk
+
+
+#: Where the photo gate's negatives come from (recorded in the checkpoint JSON).
+PHOTO_GATE_NOTE = (
+    "logistic regression on trunk + embedding + image statistics; positives: up to 600 evenly spaced "
+    "training images of each of tumour train and MedPix train; negatives: augmented grayscale crops of "
+    "scikit-learn's china.jpg / flower.jpg and procedural synthetic images; threshold: 0.5th percentile of "
+    "P(medical) on a held-out 20% of the positives (no valid / dev / scikit-image test image used)"
+)
+
+
+def _training_images(roots: list[Path], per_set: int) -> list[Any]:
+    """At most ``per_set`` evenly spaced non-held-out images per NOVA set (as in :func:`training_features`)."""
+    from vlm.train.data import HELD_OUT_SPLITS
+    from zebra.datasets import read_nova
+
+    images = []
+    for root in roots:
+        dataset = read_nova(root)
+        rows = [r for r in dataset.records if str(r.meta.get("split") or "").lower() not in HELD_OUT_SPLITS]
+        rows = [rows[i] for i in np.linspace(0, len(rows) - 1, min(per_set, len(rows))).round().astype(int)]
+        images += [dataset.load_image(r) for r in rows]
+    return images
+
+
+def gate_photo_features(backend: Any, images: list[Any], *, batch_size: int = 32) -> np.ndarray:
+    """``(n, D)`` photo-gate features of ``images``, computed exactly as the gate sees them at inference."""
+    from vlm.gate import image_statistics
+
+    rows = []
+    for start in range(0, len(images), batch_size):
+        for raw in backend.predict(images[start : start + batch_size], batch_size=batch_size):
+            stats = image_statistics(raw.prepared.gray, raw.prepared.rgb)
+            rows.append(photo_features(stats, raw.embedding, raw.trunk))
+    return np.asarray(rows, np.float64)
+
+
+def fit_photo_gate(
+    checkpoint: Path,
+    roots: list[Path],
+    *,
+    per_set: int = 600,
+    n_photo: int = 1200,
+    n_synthetic: int = 300,
+    seed: int = 0,
+) -> PhotoClassifier:
+    """Fits the photo gate of ``checkpoint`` (see :data:`PHOTO_GATE_NOTE`); ``roots``: medical training sets."""
+    from vlm.backends.builtin import BuiltinVLM, InferenceSettings
+    from vlm.train.gate_negatives import negative_images
+
+    # Features need no test-time augmentation of the box head.
+    backend = BuiltinVLM(checkpoint, inference=InferenceSettings())
+    positives = gate_photo_features(backend, _training_images(roots, per_set))
+    negatives = gate_photo_features(
+        backend, [im for _, im in negative_images(n_photo, n_synthetic, seed=seed)]
+    )
+    model = fit_photo_classifier(positives, negatives, seed=seed)
+    model.info["data"] = PHOTO_GATE_NOTE
+    log.info("photo gate: threshold %.4f, %s", model.threshold, model.info)
+    return model
+
+
+def refit_gate(checkpoint: Path, work: Path, *, seed: int = 0, **options: int) -> dict[str, Any]:
+    """Refits only the photo gate (``gate_photo``) of an existing checkpoint and rewrites its JSON.
+
+    Args:
+        checkpoint: The ``.safetensors`` checkpoint (its JSON beside it is updated in place).
+        work: The build's work folder holding ``nova-tumor-train`` and ``nova-medpix``.
+        seed: Seed of the negatives and of the held-out split.
+        **options: ``per_set``, ``n_photo``, ``n_synthetic`` of :func:`fit_photo_gate` (defaults: shipped).
+
+    Returns:
+        The new ``gate_photo`` block.
+    """
+    model = fit_photo_gate(
+        checkpoint, [work / "nova-tumor-train", work / "nova-medpix"], seed=seed, **options
+    )
+    block = model.to_dict()
+    write_json(sidecar(checkpoint), {**read_meta(checkpoint), "gate_photo": block})
+    return block
 
 
 def _stage_metrics(work: Path) -> dict[str, Any]:
@@ -139,6 +220,7 @@ def finalize(plan: Any, *, evaluate: bool = True) -> dict[str, Any]:
     settings, _ = choose_inference(head_maps(BuiltinVLM(ckpt), work / "nova-tumor-train", limit=600))
     meta["inference"] = {**settings.to_dict(), "chosen_on": TUNING_NOTE}
     write_json(sidecar(ckpt), {**read_meta(ckpt), "inference": meta["inference"]})
+    refit_gate(ckpt, work, seed=plan.seed)
     if evaluate:
         backend = BuiltinVLM(ckpt)
         meta["metrics"] = {

@@ -1,4 +1,4 @@
-"""CLI commands of the anomaly-aware VLM: ``zebra analyze``, ``zebra vlm train|eval|build-default|info`` and
+"""CLI commands of the anomaly-aware VLM: ``zebra analyze``, ``zebra vlm train|eval|build-default|refit-gate|info`` and
 ``zebra bench vlm``."""
 
 from __future__ import annotations
@@ -250,6 +250,23 @@ def build_default_cmd(
     if max_minutes is not None:
         plan.max_minutes = dict.fromkeys(plan.epochs, max_minutes)
     _echo_json(build_default(plan))
+
+
+@vlm_app.command("refit-gate")
+def refit_gate_cmd(
+    checkpoint: Path = typer.Option(
+        ..., "--checkpoint", help="The .safetensors checkpoint (JSON beside it)."
+    ),
+    work: Path = typer.Option(
+        ..., "--work", help="build-default work folder (nova-tumor-train, nova-medpix)."
+    ),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Refit only the learnt photo gate (gate_photo) of a checkpoint from training images, in place."""
+    from vlm.train.finalize import refit_gate
+
+    block = refit_gate(checkpoint, work, seed=seed)
+    _echo_json({"threshold": block["threshold"], "info": block["info"]})
 
 
 @vlm_app.command("info")
