@@ -112,7 +112,7 @@ def compose_caption(
     parts = [sentence]
     if boxes:
         top = boxes[0]
-        where = location_words(top, head_extent(gray))
+        where = top.position or location_words(top, head_extent(gray))
         size = box_size_mm(top, pixel_spacing)
         size_text = f", box about {size:.0f} mm" if size is not None else ""
         parts.append(

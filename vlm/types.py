@@ -56,6 +56,8 @@ class Box:
         x1: Left edge. y1: Top edge. x2: Right edge. y2: Bottom edge (all in pixels of the analysed image).
         score: Detection confidence in [0, 1].
         label: Optional class name (e.g. ``"lesion"``).
+        position: Where the box lies in words (``"right anterior"``: patient side by radiological convention,
+            axial slice assumed; relative to the head's extent), ``None`` when not computed.
     """
 
     x1: float
@@ -64,6 +66,7 @@ class Box:
     y2: float
     score: float
     label: str | None = None
+    position: str | None = None
 
     @property
     def width(self) -> float:
@@ -84,6 +87,7 @@ class Box:
             "y2": float(self.y2),
             "score": _clean_float(self.score),
             "label": self.label,
+            "position": self.position,
         }
 
     @classmethod
@@ -96,6 +100,7 @@ class Box:
             y2=float(data["y2"]),
             score=float(data.get("score") or 0.0),
             label=data.get("label"),
+            position=data.get("position"),
         )
 
 

@@ -117,9 +117,14 @@ def _where(f: Mapping[str, Any]) -> str | None:
     parts = []
     if boxes:
         b = boxes[0]
+        place = (
+            f"in the {b['position']} part of the head (side by radiological convention, axial slice assumed), "
+            if b.get("position")
+            else ""
+        )
         parts.append(
-            f"the main finding lies in the box x {b['x1']:.0f}-{b['x2']:.0f}, y {b['y1']:.0f}-{b['y2']:.0f} px "
-            f"(confidence {float(b.get('score') or 0):.2f})"
+            f"the main finding lies {place}in the box x {b['x1']:.0f}-{b['x2']:.0f}, "
+            f"y {b['y1']:.0f}-{b['y2']:.0f} px (confidence {float(b.get('score') or 0):.2f})"
         )
         if len(boxes) > 1:
             parts.append(f"{len(boxes) - 1} more candidate region(s)")

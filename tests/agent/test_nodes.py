@@ -243,6 +243,11 @@ def test_respond_location_and_change(ctx, cfg) -> None:
     finding["attributes"]["confidences"] = {"site": 0.25, "region": 0.25}
     text = respond(state, ctx, cfg)["answer"]["text"]
     assert "site:" not in text and "frontal" not in text and "x 10-30, y 12-33" in text
+    # the box's position words (from the image model) are given with their convention
+    finding["boxes"][0]["position"] = "midline posterior"
+    text = respond(state, ctx, cfg)["answer"]["text"]
+    assert "lies in the midline posterior part of the head (side by radiological convention" in text
+    assert "x 10-30, y 12-33 px (confidence 0.90)" in text
     state.update(
         intent={"name": "change"}, change={"id": "M2", "statement": "Lesion larger than on the prior."}
     )

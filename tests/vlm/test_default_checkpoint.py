@@ -168,6 +168,11 @@ def test_accepts_and_finds_tumours_on_the_validation_split(backend, tumor_root) 
         result = backend.analyze_image(rgb)
         assert result.gate.accepted, (path.name, result.gate)
         pred = np.array([[b.x1, b.y1, b.x2, b.y2] for b in result.boxes]).reshape(-1, 4)
+        # every box says where it lies, and the caption uses the top box's words
+        sides = ("right", "left", "midline")
+        assert all(b.position and b.position.split()[0] in sides for b in result.boxes)
+        if result.boxes:
+            assert f"Most likely region: {result.boxes[0].position}" in result.caption
         # Found: a reported box overlapping a gold box at IoU >= 0.3 (the mAP@0.3 criterion).
         found += bool(len(pred)) and bool((iou_matrix(pred, gold) >= 0.3).any())
     # Measured with the shipped settings: 70% of all 645 valid tumour images get such a box, 12 of these 15.

@@ -17,7 +17,14 @@ import numpy as np
 import torch
 
 from vlm.align import phase_correlation, shift
-from vlm.caption import ANOMALY_THRESHOLD, box_size_mm, change_statement, compose_caption
+from vlm.caption import (
+    ANOMALY_THRESHOLD,
+    box_size_mm,
+    change_statement,
+    compose_caption,
+    head_extent,
+    location_words,
+)
 from vlm.checkpoint import DEFAULT_NAME, default_checkpoint, load_checkpoint, sha256_file
 from vlm.gate import EmbeddingStats, Gate, image_statistics
 from vlm.gate_photo import PhotoClassifier
@@ -236,11 +243,13 @@ class BuiltinVLM:
     def _compose(
         self, raw: RawPrediction, spacing: tuple[float, float] | None, gate: GateResult
     ) -> ImageAnalysis:
-        boxes = [
-            Box(float(b[0]), float(b[1]), float(b[2]), float(b[3]), float(b[4]), "finding")
-            for b in raw.boxes[:MAX_BOXES]
-            if b[4] >= BOX_THRESHOLD
-        ]
+        extent = head_extent(raw.prepared.gray)
+        boxes = []
+        for b in raw.boxes[:MAX_BOXES]:
+            if b[4] >= BOX_THRESHOLD:
+                box = Box(float(b[0]), float(b[1]), float(b[2]), float(b[3]), float(b[4]), "finding")
+                box.position = location_words(box, extent)
+                boxes.append(box)
         found = raw.anomaly >= ANOMALY_THRESHOLD or any(b.score >= ANOMALY_THRESHOLD for b in boxes)
         attributes = self._attributes(raw, boxes, spacing) if found else None
         caption = compose_caption(raw.anomaly, boxes, attributes, raw.prepared.gray, pixel_spacing=spacing)
