@@ -40,7 +40,8 @@ def _now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
-def _progress(total: int, desc: str, enabled: bool) -> Any:
+def progress_bar(total: int, desc: str, enabled: bool) -> Any:
+    """A tqdm bar over ``total`` items, or a no-op context when disabled or empty."""
     if not enabled or total == 0:
         return nullcontext(None)
     from tqdm.auto import tqdm
@@ -55,7 +56,7 @@ def _sources(sources: Iterable[str | Source], split: str | None) -> list[Source]
     return out
 
 
-class _Parts:
+class BundleParts:
     """The tables and indexes of a bundle being written."""
 
     def __init__(self) -> None:
@@ -78,7 +79,7 @@ def _embed_new_documents(
     """Chunks and embeds ``docs``: ``(documents table, chunks table, vectors, vector ids)``."""
     chunked = chunk_documents(docs, embedder, config)
     log.info("%d documents -> %d chunks", len(chunked.documents), chunked.n_chunks)
-    with _progress(chunked.n_chunks, "embedding chunks", show_progress) as bar:
+    with progress_bar(chunked.n_chunks, "embedding chunks", show_progress) as bar:
         vectors = encode_sorted(embedder, chunked.embed_texts, batch_size=batch_size, progress=bar)
     doc_table = pa.Table.from_pylist(tables.document_rows(chunked.documents), schema=tables.DOCUMENT_SCHEMA)
     chunk_table = pa.Table.from_pylist(
@@ -91,14 +92,14 @@ def _embed_new_documents(
 def _embed_new_images(
     items: Sequence[ImageItem], embedder: Any, first_id: int, *, show_progress: bool
 ) -> tuple[pa.Table, np.ndarray, np.ndarray, int]:
-    with _progress(len(items), "embedding images", show_progress) as bar:
+    with progress_bar(len(items), "embedding images", show_progress) as bar:
         kept, vectors, skipped = embed_images(items, embedder, progress=bar)
     ids = np.arange(first_id, first_id + len(kept), dtype=np.int64)
     table = pa.Table.from_pylist(tables.image_rows(kept, ids.tolist()), schema=tables.IMAGE_SCHEMA)
     return table, vectors, ids, skipped
 
 
-def _counts(parts: _Parts, skipped_images: int = 0) -> dict[str, Any]:
+def _counts(parts: BundleParts, skipped_images: int = 0) -> dict[str, Any]:
     docs = parts.documents
     chunk_kinds = collections.Counter(parts.chunks.column("kind").to_pylist())
     images = parts.images
@@ -134,9 +135,9 @@ def _index_entry(
     }
 
 
-def _write(
+def write_parts(
     writer: BundleWriter,
-    parts: _Parts,
+    parts: BundleParts,
     *,
     write_images: bool = True,
     previous: Path | None = None,
@@ -214,7 +215,7 @@ def build_bundle(
                 "The sources yielded no documents and no images.",
                 hint="Check the paths and options of --source.",
             )
-        parts = _Parts()
+        parts = BundleParts()
         t_embed = time.perf_counter()
         parts.documents, parts.chunks, vectors, ids = _embed_new_documents(
             got.documents, temb, config, 0, batch_size=batch_size, show_progress=show_progress
@@ -231,11 +232,11 @@ def build_bundle(
             )
             img_factory = image_factory or faiss_factory.choose_factory(len(iids), iemb.dim)
             parts.image_index = faiss_factory.build_index(ivecs, iids, img_factory, gpu=gpu)
-            image_block = _describe_image_embedder(iemb, image_embedder)
+            image_block = describe_image_embedder(iemb, image_embedder)
             image_entry = _index_entry(parts.image_index, img_factory, layout.IMAGE_INDEX, int(iemb.dim))
             n_img_ids = len(iids)
         with BundleWriter(out) as writer:
-            bm25_entry = _write(writer, parts)
+            bm25_entry = write_parts(writer, parts)
             cross = None
             if image_block is not None:
                 cross = write_cross_modal(writer, parts.chunks, parts.images, image_block, lambda: iemb)
@@ -271,7 +272,8 @@ def build_bundle(
     return manifest
 
 
-def _describe_image_embedder(embedder: Any, spec: str) -> dict[str, Any]:
+def describe_image_embedder(embedder: Any, spec: str) -> dict[str, Any]:
+    """The manifest's ``image_embedder`` block for ``embedder`` created from ``spec``."""
     describe = getattr(embedder, "describe", None)
     if callable(describe):
         return describe()
@@ -285,8 +287,9 @@ def _describe_image_embedder(embedder: Any, spec: str) -> dict[str, Any]:
     }
 
 
-def _load_parts(bundle: Any) -> _Parts:
-    parts = _Parts()
+def load_parts(bundle: Any) -> BundleParts:
+    """The tables and indexes of an open :class:`~index_builder.bundle.Bundle`, to change and write anew."""
+    parts = BundleParts()
     parts.documents = tables.read_table(bundle.path / layout.DOCUMENTS)
     parts.chunks = tables.read_table(bundle.path / layout.CHUNKS)
     parts.text_index = bundle.text_index
@@ -343,7 +346,7 @@ def add_to_bundle(
             raise SourceError(
                 "The sources yielded nothing to add.", hint="Check the paths and options of --source."
             )
-        parts = _load_parts(bundle)
+        parts = load_parts(bundle)
         new_doc_ids = {d.doc_id for d in got.documents}
         parts.documents, _ = _filter(parts.documents, "doc_id", new_doc_ids)
         parts.chunks, replaced = _filter(parts.chunks, "doc_id", new_doc_ids)
@@ -372,9 +375,9 @@ def add_to_bundle(
         if got.images:
             skipped += _add_images(parts, manifest, got.images, image_embedder, show_progress)
         with BundleWriter(out) as writer:
-            manifest["bm25"] = _write(writer, parts, write_images=bool(got.images), previous=out)
+            manifest["bm25"] = write_parts(writer, parts, write_images=bool(got.images), previous=out)
             _write_cross_modal(writer, parts, manifest, bundle)
-            _refresh(manifest, parts, skipped, added=[str(s) for s in srcs])
+            refresh_manifest(manifest, parts, skipped, added=[str(s) for s in srcs])
             manifest = writer.publish(manifest)
     log.info("added to %s in %.1f s: %s", out, time.perf_counter() - t0, manifest["counts"])
     if store is not None:
@@ -383,7 +386,7 @@ def add_to_bundle(
 
 
 def _add_images(
-    parts: _Parts, manifest: Manifest, items: list[ImageItem], image_embedder: str, show_progress: bool
+    parts: BundleParts, manifest: Manifest, items: list[ImageItem], image_embedder: str, show_progress: bool
 ) -> int:
     info = manifest.get("image_embedder") or {}
     iemb = create_image_embedder(info.get("spec") or image_embedder)
@@ -400,7 +403,7 @@ def _add_images(
         factory = faiss_factory.choose_factory(len(ids), iemb.dim)
         parts.image_index = faiss_factory.build_index(vectors, ids, factory)
         parts.images = table
-        manifest["image_embedder"] = _describe_image_embedder(iemb, image_embedder)
+        manifest["image_embedder"] = describe_image_embedder(iemb, image_embedder)
         manifest["image_index"] = _index_entry(parts.image_index, factory, layout.IMAGE_INDEX, int(iemb.dim))
     else:
         faiss_factory.add_vectors(parts.image_index, vectors, ids)
@@ -409,7 +412,7 @@ def _add_images(
     return skipped
 
 
-def _write_cross_modal(writer: BundleWriter, parts: _Parts, manifest: Manifest, previous: Any) -> None:
+def _write_cross_modal(writer: BundleWriter, parts: BundleParts, manifest: Manifest, previous: Any) -> None:
     """Refreshes the precomputed cross-modal indexes of an updated bundle (reusing the previous vectors)."""
     block = manifest.get("image_embedder")
     if not block or not manifest.get("image_index") or parts.images is None:
@@ -425,7 +428,8 @@ def _write_cross_modal(writer: BundleWriter, parts: _Parts, manifest: Manifest, 
     )
 
 
-def _refresh(manifest: Manifest, parts: _Parts, skipped: int, added: Sequence[str] = ()) -> None:
+def refresh_manifest(manifest: Manifest, parts: BundleParts, skipped: int, added: Sequence[str] = ()) -> None:
+    """Updates the time stamp, counts, index entries and sources of ``manifest`` after a change."""
     manifest["updated_at"] = _now()
     manifest["counts"] = _counts(parts, skipped)
     manifest["text_index"] = _index_entry(
@@ -462,7 +466,7 @@ def delete_from_bundle(path: str | Path, doc_ids: Iterable[str], *, store: Any =
         recover(out)
         bundle = Bundle.open(out)
         manifest = dict(bundle.manifest)
-        parts = _load_parts(bundle)
+        parts = load_parts(bundle)
         parts.documents, gone_docs = _filter(parts.documents, "doc_id", wanted)
         parts.chunks, gone_chunks = _filter(parts.chunks, "doc_id", wanted)
         parts.text_index = faiss_factory.remove_vectors(
@@ -488,9 +492,9 @@ def delete_from_bundle(path: str | Path, doc_ids: Iterable[str], *, store: Any =
         if missing and not gone_images:
             log.warning("ids not in the bundle: %s", sorted(missing)[:10])
         with BundleWriter(out) as writer:
-            manifest["bm25"] = _write(writer, parts, write_images=bool(gone_images), previous=out)
+            manifest["bm25"] = write_parts(writer, parts, write_images=bool(gone_images), previous=out)
             _write_cross_modal(writer, parts, manifest, bundle)
-            _refresh(manifest, parts, int(manifest.get("counts", {}).get("images_skipped", 0)))
+            refresh_manifest(manifest, parts, int(manifest.get("counts", {}).get("images_skipped", 0)))
             manifest = writer.publish(manifest)
     log.info("deleted %d documents and %d images from %s", len(found), gone_images, out)
     if store is not None:
@@ -500,7 +504,7 @@ def delete_from_bundle(path: str | Path, doc_ids: Iterable[str], *, store: Any =
     return manifest
 
 
-def _register(store: Any, out: Path, manifest: Manifest, parts: _Parts) -> None:
+def _register(store: Any, out: Path, manifest: Manifest, parts: BundleParts) -> None:
     from index_builder.store_sync import register_bundle
 
     register_bundle(store, out, manifest, parts.documents, parts.chunks)

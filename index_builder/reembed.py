@@ -20,11 +20,11 @@ from index_builder import faiss_factory
 from index_builder.atomic import BundleWriter, bundle_lock, recover
 from index_builder.build import (
     Manifest,
-    _describe_image_embedder,
-    _load_parts,
-    _progress,
-    _refresh,
-    _write,
+    describe_image_embedder,
+    load_parts,
+    progress_bar,
+    refresh_manifest,
+    write_parts,
 )
 from index_builder.cross_modal import write_cross_modal
 from index_builder.documents import ImageItem
@@ -94,10 +94,10 @@ def reembed_images(
                 hint="Add images with `zebra index add` or rebuild it with an image source.",
             )
         spec = image_embedder or (manifest.get("image_embedder") or {}).get("spec") or "builtin"
-        parts = _load_parts(bundle)
+        parts = load_parts(bundle)
         items = _items(parts.images)
         iemb = create_image_embedder(spec)
-        with _progress(len(items), "re-embedding images", show_progress) as bar:
+        with progress_bar(len(items), "re-embedding images", show_progress) as bar:
             kept, vectors, skipped = embed_images(items, iemb, progress=bar)
         if skipped:
             raise ImagesUnavailableError(
@@ -107,15 +107,15 @@ def reembed_images(
         ids = np.asarray(parts.images.column("vector_id").to_pylist(), dtype=np.int64)
         factory = manifest["image_index"]["factory"]
         parts.image_index = faiss_factory.build_index(vectors, ids, factory)
-        block = _describe_image_embedder(iemb, spec)
+        block = describe_image_embedder(iemb, spec)
         with BundleWriter(out) as writer:
-            manifest["bm25"] = _write(writer, parts)
+            manifest["bm25"] = write_parts(writer, parts)
             manifest["image_embedder"] = block
             manifest["cross_modal"] = write_cross_modal(
                 writer, parts.chunks, parts.images, block, lambda: iemb
             )
             skipped_before = int((manifest.get("counts") or {}).get("images_skipped", 0))
-            _refresh(manifest, parts, skipped_before)
+            refresh_manifest(manifest, parts, skipped_before)
             manifest["reembedded"] = {
                 "at": manifest["updated_at"],
                 "images": len(kept),
