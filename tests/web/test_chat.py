@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from PIL import Image
@@ -198,3 +201,86 @@ def test_question_audit_has_no_question_text(alice, web, app):
         events = db.scalars(select(store.AuditEvent).where(store.AuditEvent.action == "chat.question")).all()
     assert len(events) == 1 and events[0].target_id == s["id"]
     assert "Maria" not in str(events[0].details) and events[0].details["images"] == 1
+
+
+def _hold_intake(monkeypatch) -> tuple[threading.Event, threading.Event]:
+    """Uploads stop in de-identification until ``release`` is set; ``entered`` says one got there."""
+    from zebra.web.routes import studies as study_routes
+
+    entered, release = threading.Event(), threading.Event()
+    parse = study_routes._parse_locked
+
+    def held(ctx, source):
+        entered.set()
+        release.wait(30)
+        return parse(ctx, source)
+
+    monkeypatch.setattr(study_routes, "_parse_locked", held)
+    return entered, release
+
+
+def _session_of(client, session_id: str) -> dict:
+    return client.get(f"/api/sessions/{session_id}").json()
+
+
+def test_question_during_upload_is_refused_not_answered_without_it(
+    app, alice, web, scripted_agent, monkeypatch
+):
+    entered, release = _hold_intake(monkeypatch)
+    app.state.zebra.pending_upload_wait_s = 0.3
+    s = alice.post("/api/sessions", json={}).json()
+    with web.sign_in(app, "alice") as uploader, ThreadPoolExecutor(1) as pool:
+        try:
+            pending = pool.submit(web.upload, uploader, [("a.png", web.png_bytes())], session_id=s["id"])
+            assert entered.wait(20)
+            r = alice.post(f"/api/sessions/{s['id']}/messages", json={"question": "What is this?"})
+            assert r.status_code == 409, r.text
+            assert "still being prepared" in r.json()["error"] and r.json()["hint"]
+            assert r.headers["retry-after"] == "1"
+        finally:
+            release.set()
+        study = pending.result(timeout=30).json()
+    # Neither answered without the image nor stored: the client asks again once the upload is done.
+    assert scripted_agent.calls == [] and _session_of(alice, s["id"])["messages"] == []
+    assert _session_of(alice, s["id"])["study_id"] == study["id"]
+    assert _ask(alice, s["id"])[-1][0] == "final"
+    assert scripted_agent.calls[-1]["n_images"] == 1
+
+
+def test_question_waits_briefly_for_an_upload_in_progress(app, alice, web, scripted_agent, monkeypatch):
+    entered, release = _hold_intake(monkeypatch)
+    app.state.zebra.pending_upload_wait_s = 20
+    s = alice.post("/api/sessions", json={}).json()
+    with web.sign_in(app, "alice") as uploader, ThreadPoolExecutor(2) as pool:
+        try:
+            pending = pool.submit(web.upload, uploader, [("a.png", web.png_bytes())], session_id=s["id"])
+            assert entered.wait(20)
+            asked = pool.submit(_ask, alice, s["id"])
+            time.sleep(0.5)
+            assert not asked.done() and scripted_agent.calls == []
+        finally:
+            release.set()
+        study = pending.result(timeout=30).json()
+        events = asked.result(timeout=30)
+    assert events[-1][0] == "final" and events[-1][1]["answer"]["abstained"] is False
+    assert scripted_agent.calls[-1]["n_images"] == 1
+    assert _session_of(alice, s["id"])["study_id"] == study["id"]
+
+
+def test_question_with_a_study_links_the_session(alice, bob, web, scripted_agent):
+    study = web.upload(alice, [("a.png", web.png_bytes())]).json()
+    s = alice.post("/api/sessions", json={}).json()
+    assert _session_of(alice, s["id"])["study_id"] is None
+    events = _ask(alice, s["id"], study_id=study["id"], image_index=0)
+    assert events[-1][1]["answer"]["findings"][0]["study_id"] == study["id"]
+    assert scripted_agent.calls[-1]["n_images"] == 1
+    assert _session_of(alice, s["id"])["study_id"] == study["id"]
+    # Later questions keep using it without naming it again.
+    _ask(alice, s["id"], "And the differential?")
+    assert scripted_agent.calls[-1]["n_images"] == 1
+    # Someone else's study is not found, and nothing is stored or linked.
+    theirs = web.upload(bob, [("b.png", web.png_bytes(seed=3))]).json()
+    r = alice.post(f"/api/sessions/{s['id']}/messages", json={"question": "Hm?", "study_id": theirs["id"]})
+    assert r.status_code == 404
+    after = _session_of(alice, s["id"])
+    assert after["study_id"] == study["id"] and len(after["messages"]) == 4

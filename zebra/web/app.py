@@ -20,7 +20,7 @@ from zebra.config import Settings, get_settings
 from zebra.errors import ZebraError
 from zebra.web.agent_adapter import AgentAdapter, AgentFactory, default_agent_factory
 from zebra.web.context import AppContext
-from zebra.web.errors import RateLimitedError, status_for
+from zebra.web.errors import RateLimitedError, StudyNotReadyError, status_for
 from zebra.web.middleware import SecurityMiddleware
 from zebra.web.overlays import OverlayStore
 from zebra.web.ratelimit import LoginThrottle
@@ -47,7 +47,8 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ZebraError)
     async def zebra_error(_request: Request, exc: ZebraError) -> JSONResponse:
         status = status_for(exc)
-        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimitedError) else None
+        retry_after = exc.retry_after if isinstance(exc, (RateLimitedError, StudyNotReadyError)) else None
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
         if status >= 500:
             log.error("request failed: %s", type(exc).__name__)
         return _error(status, exc.message, exc.hint, headers)

@@ -143,12 +143,17 @@ def prepare_question(
     *,
     image_index: int | None = None,
     history: str | None = None,
+    study_id: int | None = None,
+    prior_study_id: int | None = None,
 ) -> AgentRequest:
     """Checks the question, stores it as a user message and gathers the images for the agent.
 
+    ``study_id`` / ``prior_study_id`` (the studies the question is about) link the session to them first, so
+    this and later questions use them; without them the session's own links apply.
+
     Raises:
         BadRequestError: Empty or too long question or history.
-        ResourceNotFoundError: The session is not the user's.
+        ResourceNotFoundError: The session or a given study is not the user's.
     """
     question = (question or "").strip()
     if not question:
@@ -161,6 +166,10 @@ def prepare_question(
         raise BadRequestError("The clinical history is too long.", hint=f"Keep it under {MAX_HISTORY_CHARS}.")
     with ctx.store.session(immediate=True) as s:
         chat = owned_chat(s, session_id, user_id)
+        if study_id is not None:
+            chat.study_id = owned_study(s, study_id, user_id).id
+        if prior_study_id is not None:
+            chat.prior_study_id = owned_study(s, prior_study_id, user_id).id
         if chat.title is None:
             chat.title = question[:TITLE_CHARS]
         s.add(

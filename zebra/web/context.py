@@ -17,6 +17,7 @@ from zebra.web.auth import AuthedUser
 from zebra.web.errors import AuthenticationError
 from zebra.web.overlays import OverlayStore
 from zebra.web.ratelimit import LoginThrottle
+from zebra.web.uploads import PendingUploads
 
 
 @dataclass
@@ -34,6 +35,8 @@ class AppContext:
         intake_slots: Uploads parsed at once.
         images_per_question: Most images of a study sent to the agent per question.
         background: Answer tasks still running (kept referenced until done).
+        pending_uploads: Uploads to chat sessions still being received or de-identified.
+        pending_upload_wait_s: Longest a question waits for such an upload before it is refused (409).
     """
 
     settings: Settings
@@ -46,6 +49,8 @@ class AppContext:
     intake_slots: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(2))
     images_per_question: int = 4
     background: set[asyncio.Task[Any]] = field(default_factory=set)
+    pending_uploads: PendingUploads = field(default_factory=PendingUploads)
+    pending_upload_wait_s: float = 10.0
 
     @property
     def data_dir(self) -> Path:

@@ -67,6 +67,20 @@ class RateLimitedError(WebError):
         self.retry_after = max(1, int(retry_after))
 
 
+class StudyNotReadyError(WebError):
+    """A question arrived while an upload to its session is still being received or de-identified.
+
+    The question was not stored or answered: ask again once the upload is done (``retry_after`` seconds is a
+    fair first pause).
+    """
+
+    status_code = 409
+
+    def __init__(self, message: str, *, hint: str | None = None, retry_after: int = 1) -> None:
+        super().__init__(message, hint=hint)
+        self.retry_after = max(1, int(retry_after))
+
+
 class UploadTimeoutError(WebError, IntakeError):
     """Parsing an upload took longer than allowed."""
 

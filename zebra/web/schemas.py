@@ -79,6 +79,13 @@ class QuestionRequest(BaseModel):
         default=None, ge=0, description="The image on screen (sent to the agent first)."
     )
     history: str | None = Field(default=None, max_length=4000, description="Clinical history, free text.")
+    study_id: int | None = Field(
+        default=None,
+        description="The study the question is about; links the session to it (later questions keep using it).",
+    )
+    prior_study_id: int | None = Field(
+        default=None, description="The prior study to compare with; links the session to it like `study_id`."
+    )
 
 
 JSONDict = dict[str, Any]

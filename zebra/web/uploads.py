@@ -7,7 +7,12 @@ recognised partly by it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -205,3 +210,53 @@ async def receive_upload(request: Request, dest: Path, *, max_bytes: int, max_fi
             "The upload contains no file.", hint="Attach at least one file in a 'files' field."
         )
     return receiver.result
+
+
+class PendingUploads:
+    """Uploads to chat sessions that are still being received or de-identified, counted per user and session.
+
+    A question to a session with an upload in progress waits for it (:meth:`wait`) rather than being answered
+    without the image. Waiting polls on the event loop, so it holds no worker thread; the counts are guarded
+    by a lock, so any thread or event loop may use one instance.
+    """
+
+    #: Seconds between checks while a question waits.
+    POLL_S = 0.05
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[int, str], int] = {}
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def track(self, user_id: int, session_id: str | None) -> Iterator[None]:
+        """Marks an upload of ``user_id`` to ``session_id`` as in progress for the ``with`` block."""
+        if not session_id:
+            yield
+            return
+        key = (int(user_id), session_id)
+        with self._lock:
+            self._counts[key] = self._counts.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                left = self._counts.get(key, 1) - 1
+                if left > 0:
+                    self._counts[key] = left
+                else:
+                    self._counts.pop(key, None)
+
+    def busy(self, user_id: int, session_id: str) -> bool:
+        """Whether an upload of ``user_id`` to ``session_id`` is in progress."""
+        with self._lock:
+            return (int(user_id), session_id) in self._counts
+
+    async def wait(self, user_id: int, session_id: str, timeout_s: float) -> bool:
+        """Waits until no upload of ``user_id`` to ``session_id`` is in progress; ``False`` on timeout."""
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        while self.busy(user_id, session_id):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            await asyncio.sleep(min(self.POLL_S, left))
+        return True

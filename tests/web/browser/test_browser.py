@@ -6,11 +6,13 @@ Screenshots go to ``artifacts/screenshots/``.
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -45,14 +47,19 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def live_server(make_app, users, tmp_path) -> Iterator[str]:
+def live_agent(tmp_path) -> Any:
+    """The scripted agent behind the live server (``calls`` says how many images each question carried)."""
+    from zebra.web.testing import StreamingScriptedAgent
+
+    return StreamingScriptedAgent(piece_delay_s=0.04, thumb_dir=tmp_path / "thumbs")
+
+
+@pytest.fixture
+def live_server(make_app, users, live_agent) -> Iterator[str]:
     _requirements()
     import uvicorn
 
-    from zebra.web.testing import StreamingScriptedAgent
-
-    agent = StreamingScriptedAgent(piece_delay_s=0.04, thumb_dir=tmp_path / "thumbs")
-    app = make_app(agent_factory=lambda: agent)
+    app = make_app(agent_factory=lambda: live_agent)
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -221,3 +228,142 @@ def test_sign_in_upload_ask_overlay_evidence(page, live_server, ct_small, web, t
     # Sign out returns to the sign-in form.
     page.get_by_test_id("signout").click()
     page.get_by_test_id("login-submit").wait_for(state="visible")
+
+
+@pytest.fixture
+def held_intake(monkeypatch) -> Iterator[SimpleNamespace]:
+    """Holds every upload in de-identification until the test calls ``release.set()``.
+
+    ``entered`` is set once an upload reached de-identification; ``fail`` (an exception) makes it fail there.
+    Request this fixture after ``page``: it is torn down first, so the server thread is never left waiting.
+    """
+    from zebra.web.routes import studies as study_routes
+
+    hold = SimpleNamespace(entered=threading.Event(), release=threading.Event(), fail=None)
+    parse = study_routes._parse_locked
+
+    def held(ctx: Any, source: Path) -> Any:
+        hold.entered.set()
+        if not hold.release.wait(60):
+            raise RuntimeError("the test never released the upload")
+        if hold.fail is not None:
+            raise hold.fail
+        return parse(ctx, source)
+
+    monkeypatch.setattr(study_routes, "_parse_locked", held)
+    yield hold
+    hold.release.set()
+
+
+def _sign_in(page: Any, live_server: str, web: Any) -> None:
+    page.goto(live_server + "/")
+    page.get_by_test_id("login-username").fill("alice")
+    page.get_by_test_id("login-password").fill(web.PASSWORD)
+    page.get_by_test_id("login-submit").click()
+    page.get_by_test_id("user-name").wait_for(state="visible")
+
+
+def _wait_for(page: Any, event: threading.Event, what: str, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not event.is_set():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        page.wait_for_timeout(50)
+
+
+def _sessions(page: Any) -> list[dict[str, Any]]:
+    return page.evaluate("async () => (await fetch('/api/sessions')).json()")
+
+
+def test_ask_while_deidentifying_waits_and_uses_the_image(
+    page, live_server, live_agent, held_intake, ct_small, web
+):
+    """Issue: Ask during de-identification sent the question without the image and never linked the study."""
+    from playwright.sync_api import expect
+
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    _sign_in(page, live_server, web)
+
+    page.get_by_test_id("upload-current").set_input_files(str(ct_small))
+    _wait_for(page, held_intake.entered, "the upload to reach de-identification")
+    expect(page.get_by_test_id("upload-status")).to_contain_text("de-identifying")
+    page.get_by_test_id("question-input").fill("What is the most likely diagnosis?")
+    page.get_by_test_id("ask-button").click()
+
+    # The question is held back, and the page says why.
+    page.wait_for_timeout(500)
+    assert live_agent.calls == [], "the question was sent without the image"
+    expect(page.get_by_test_id("ask-status")).to_contain_text("Waiting for the image to be de-identified")
+    expect(page.get_by_test_id("ask-button")).to_be_disabled()
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "06-ask-waits-for-upload.png"))
+
+    held_intake.release.set()
+    expect(page.get_by_test_id("upload-status")).to_contain_text("loaded")
+    answer = page.locator("[data-testid=answer]").last
+    answer.get_by_test_id("differential-table").wait_for(state="visible")
+    assert "pilocytic astrocytoma" in answer.get_by_test_id("answer-text").inner_text()
+    assert len(live_agent.calls) == 1 and live_agent.calls[0]["n_images"] >= 1
+    expect(page.get_by_test_id("ask-status")).to_have_text("")
+
+    # The session is linked to the study, and a later question uses it too.
+    study_id = page.evaluate("async () => (await fetch('/api/studies')).json()")[0]["id"]
+    sessions = _sessions(page)
+    assert len(sessions) == 1 and sessions[0]["study_id"] == study_id
+    # The server holding a question back (409: an upload is still being prepared) makes the page wait and retry.
+    sent: list[dict[str, Any]] = []
+
+    def not_ready_once(route: Any) -> None:
+        sent.append(route.request.post_data_json)
+        if len(sent) > 1:
+            route.continue_()
+            return
+        route.fulfill(
+            status=409,
+            headers={"Retry-After": "1"},
+            content_type="application/json",
+            body=json.dumps({"error": "The image is still being prepared.", "hint": "Ask again."}),
+        )
+
+    page.route("**/api/sessions/*/messages", not_ready_once)
+    page.get_by_test_id("question-input").fill("Is there a mass effect?")
+    page.get_by_test_id("ask-button").click()
+    expect(page.get_by_test_id("ask-status")).to_contain_text("Waiting for the image to be de-identified")
+    expect(page.locator("[data-testid=answer]")).to_have_count(2)
+    assert len(sent) == 2 and all(body["study_id"] == study_id for body in sent)
+    assert page.locator("#chat-log [role=alert]").count() == 0
+    page.locator("[data-testid=answer]").last.get_by_test_id("differential-table").wait_for(state="visible")
+    assert len(live_agent.calls) == 2 and live_agent.calls[1]["n_images"] >= 1
+    assert _sessions(page)[0]["study_id"] == study_id
+    assert not problems, problems
+
+
+def test_ask_while_upload_fails_says_so_and_sends_nothing(
+    page, live_server, live_agent, held_intake, ct_small, web
+):
+    from playwright.sync_api import expect
+
+    from zebra.errors import CorruptFileError
+
+    held_intake.fail = CorruptFileError("The file is damaged.", hint="Export it again.")
+    _sign_in(page, live_server, web)
+    page.get_by_test_id("upload-current").set_input_files(str(ct_small))
+    _wait_for(page, held_intake.entered, "the upload to reach de-identification")
+    page.get_by_test_id("question-input").fill("What is the most likely diagnosis?")
+    page.get_by_test_id("ask-button").click()
+    page.wait_for_timeout(500)
+    assert live_agent.calls == [], "the question was sent without the image"
+    expect(page.get_by_test_id("ask-status")).to_contain_text("Waiting for the image to be de-identified")
+
+    held_intake.release.set()
+    expect(page.get_by_test_id("upload-status")).to_contain_text("The upload failed")
+    expect(page.get_by_test_id("upload-status")).to_contain_text("The file is damaged.")
+    alert = page.locator("#chat-log [role=alert]").last
+    expect(alert).to_contain_text("not sent")
+    assert live_agent.calls == []
+    assert page.locator("[data-testid=answer]").count() == 0
+    # Nothing pretends the image is loaded; the question is kept for another try.
+    expect(page.locator("#viewer-title")).to_have_text("No study loaded")
+    expect(page.get_by_test_id("question-input")).to_have_value("What is the most likely diagnosis?")
+    expect(page.get_by_test_id("ask-button")).to_be_enabled()

@@ -24,6 +24,7 @@ from zebra.web.chat import (
     update_session,
 )
 from zebra.web.context import current_user, get_context
+from zebra.web.errors import StudyNotReadyError
 from zebra.web.schemas import ErrorBody, NewSessionRequest, QuestionRequest, UpdateSessionRequest
 from zebra.web.sse import sse_comment, sse_event
 
@@ -87,15 +88,29 @@ async def remove_session(
         "of `final` ({message_id, session_id, answer}: the structured answer with differential, citations, "
         "evidence (documents, similar images with thumbnail_url, model outputs), findings with heatmap and "
         "overlay URLs, change statement, abstention) or `error` ({error, hint}). Comment lines keep the "
-        "connection alive. The answer is stored even if the client disconnects."
+        "connection alive. The answer is stored even if the client disconnects. `study_id` / `prior_study_id` "
+        "link the session to those studies (later questions keep using them). While an upload to the session "
+        "is still being de-identified the question waits for it, up to a few seconds, then gets 409 with "
+        "`Retry-After` (nothing stored): it is never answered without the image."
     ),
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}}, 400: {"model": ErrorBody}},
+    responses={
+        200: {"content": {"text/event-stream": {}}},
+        400: {"model": ErrorBody},
+        409: {"model": ErrorBody, "description": "An upload to the session is still being de-identified."},
+    },
 )
 async def post_message(
     session_id: str, body: QuestionRequest, request: Request, user: AuthedUser = Depends(current_user)
 ) -> StreamingResponse:
     ctx = get_context(request)
+    # An upload to this session still being de-identified: wait for it (on the event loop, no thread held),
+    # briefly; never answer without it. Past the wait the question is refused (409) and nothing is stored.
+    if not await ctx.pending_uploads.wait(user.id, session_id, ctx.pending_upload_wait_s):
+        raise StudyNotReadyError(
+            "The image is still being prepared (uploaded and de-identified); the question was not sent.",
+            hint="Ask again once the upload has finished.",
+        )
     # Validation and the user message happen before streaming starts, so bad input is a plain JSON error.
     agent_request = await run_in_threadpool(
         prepare_question,
@@ -105,6 +120,8 @@ async def post_message(
         body.question,
         image_index=body.image_index,
         history=body.history,
+        study_id=body.study_id,
+        prior_study_id=body.prior_study_id,
     )
     loop = asyncio.get_running_loop()
     events: asyncio.Queue[tuple[str, Any] | None] = asyncio.Queue()

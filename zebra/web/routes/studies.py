@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from zebra.web.studies import (
     store_upload,
     study_images,
 )
-from zebra.web.uploads import receive_upload
+from zebra.web.uploads import ReceivedUpload, receive_upload
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,9 @@ def _parse_locked(ctx: AppContext, source: Path) -> Any:
         "Multipart upload of one or many files (or a zip). Size and count limits (`server.max_upload_bytes`, "
         "`server.max_upload_files`) are enforced while the body streams in (413). The files are read and "
         "de-identified in a separate process with a timeout; client file names are never stored. "
-        "`role` (current|prior) and `session_id` may be form fields or query parameters."
+        "`role` (current|prior) and `session_id` may be form fields or query parameters. While an upload to a "
+        "session is in progress, questions to that session wait for it (give `session_id` as a query parameter "
+        "so that this holds from the first byte)."
     ),
     openapi_extra=_UPLOAD_BODY,
     responses={
@@ -92,31 +95,50 @@ async def upload_study(
     ctx = get_context(request)
     limits = ctx.settings.server
     dest = Path(tempfile.mkdtemp(prefix="up-", dir=ctx.upload_tmp))
-    try:
-        received = await receive_upload(
-            request, dest, max_bytes=limits.max_upload_bytes, max_files=limits.max_upload_files
-        )
-        role = (role or received.fields.get("role") or "current").strip().lower()
-        session_id = session_id or received.fields.get("session_id") or None
-        if role not in ROLES:
-            raise BadRequestError(f"Unknown role {role!r}.", hint="Use role=current or role=prior.")
-        source = received.files[0] if len(received.files) == 1 else dest
-        study = await anyio.to_thread.run_sync(_parse_locked, ctx, source)
-        out = await run_in_threadpool(
-            store_upload,
-            ctx.store,
-            study,
-            ctx.data_dir,
-            user_id=user.id,
-            role=role,
-            session_id=session_id,
-            n_files=len(received.files),
-            n_bytes=received.total_bytes,
-        )
-    finally:
-        await run_in_threadpool(shutil.rmtree, dest, True)
+    with ExitStack() as in_progress:
+        # Questions to the session wait for this upload instead of being answered without it (from the start
+        # when session_id is a query parameter, else once the form field has arrived).
+        in_progress.enter_context(ctx.pending_uploads.track(user.id, session_id))
+        try:
+            received = await receive_upload(
+                request, dest, max_bytes=limits.max_upload_bytes, max_files=limits.max_upload_files
+            )
+            if not session_id and received.fields.get("session_id"):
+                session_id = received.fields["session_id"]
+                in_progress.enter_context(ctx.pending_uploads.track(user.id, session_id))
+            out = await _parse_and_store(ctx, user, received, dest, role, session_id)
+        finally:
+            await run_in_threadpool(shutil.rmtree, dest, True)
     log.info("upload by user %s: study %s, %d images", user.id, out["id"], out["n_images"])
     return JSONResponse(out, status_code=201)
+
+
+async def _parse_and_store(
+    ctx: AppContext,
+    user: AuthedUser,
+    received: ReceivedUpload,
+    dest: Path,
+    role: str | None,
+    session_id: str | None,
+) -> dict[str, Any]:
+    """De-identifies a received upload in a child process and stores it (linked to ``session_id`` if given)."""
+    role = (role or received.fields.get("role") or "current").strip().lower()
+    session_id = session_id or None
+    if role not in ROLES:
+        raise BadRequestError(f"Unknown role {role!r}.", hint="Use role=current or role=prior.")
+    source = received.files[0] if len(received.files) == 1 else dest
+    study = await anyio.to_thread.run_sync(_parse_locked, ctx, source)
+    return await run_in_threadpool(
+        store_upload,
+        ctx.store,
+        study,
+        ctx.data_dir,
+        user_id=user.id,
+        role=role,
+        session_id=session_id,
+        n_files=len(received.files),
+        n_bytes=received.total_bytes,
+    )
 
 
 def _list(ctx: AppContext, user_id: int) -> list[dict[str, Any]]:

@@ -14,6 +14,11 @@ const state = {
   ww: null,
   overlay: null,
   busy: false,
+  /* Bumped when the page switches session: late results of the old one are dropped. */
+  generation: 0,
+  creatingSession: null,
+  /* Uploads in flight for this session; each resolves to {ok, study} or {ok: false, error}, never rejects. */
+  uploads: new Set(),
 };
 const PRESETS = { brain: [40, 80], soft: [50, 400], lung: [-600, 1500], bone: [400, 1800] };
 
@@ -105,6 +110,10 @@ async function onSignOut() {
 /* ---------- sessions ---------- */
 
 function resetSession() {
+  state.generation += 1;
+  state.creatingSession = null;
+  state.uploads = new Set();
+  setAskStatus("");
   state.sessionId = null;
   state.studies = { current: null, prior: null };
   state.showing = "current";
@@ -146,14 +155,23 @@ async function refreshSessions() {
   }
 }
 
-async function ensureSession() {
-  if (state.sessionId) return state.sessionId;
-  const s = await api("POST", "/api/sessions", {
-    study_id: state.studies.current ? state.studies.current.id : null,
-    prior_study_id: state.studies.prior ? state.studies.prior.id : null,
-  });
-  state.sessionId = s.id;
-  return s.id;
+/* The session's id, creating the session once (an upload and a question may both ask at the same time). */
+function ensureSession() {
+  if (state.sessionId) return Promise.resolve(state.sessionId);
+  if (!state.creatingSession) {
+    const gen = state.generation;
+    const creating = api("POST", "/api/sessions", {
+      study_id: state.studies.current ? state.studies.current.id : null,
+      prior_study_id: state.studies.prior ? state.studies.prior.id : null,
+    }).then((s) => {
+      if (gen === state.generation) state.sessionId = s.id;
+      return s.id;
+    }).finally(() => {
+      if (state.creatingSession === creating) state.creatingSession = null;
+    });
+    state.creatingSession = creating;
+  }
+  return state.creatingSession;
 }
 
 async function openSession(id) {
@@ -187,27 +205,53 @@ function setStatus(text, kind = "") {
   el.className = "status " + kind;
 }
 
-async function uploadFiles(files, role) {
+/* Starts an upload; a question asked meanwhile waits for it (see onAsk). */
+function uploadFiles(files, role) {
   if (!files || !files.length) return;
-  const form = new FormData();
-  for (const f of files) form.append("files", f, f.name);
-  form.append("role", role);
-  if (state.sessionId) form.append("session_id", state.sessionId);
+  const uploads = state.uploads;
+  const task = runUpload(Array.from(files), role);
+  uploads.add(task);
+  task.then(() => uploads.delete(task));
+}
+
+async function runUpload(files, role) {
+  const gen = state.generation;
   setStatus(`Uploading and de-identifying ${files.length} file(s)…`);
   try {
-    const study = await api("POST", "/api/studies", form);
+    // The session exists before the upload starts, so the server links the study to it and holds back
+    // questions to it until the study is stored (session_id as a query parameter: known from the first byte).
+    const created = !state.sessionId;
+    const sid = await ensureSession();
+    if (created) refreshSessions();
+    const form = new FormData();
+    for (const f of files) form.append("files", f, f.name);
+    const query = new URLSearchParams({ role, session_id: sid });
+    const study = await api("POST", `/api/studies?${query}`, form);
+    if (gen !== state.generation) return { ok: false, stale: true };
     state.studies[role] = study;
-    if (!state.sessionId) await ensureSession();
     const warn = study.warnings && study.warnings.length ? ` (${study.warnings.length} warning(s))` : "";
     setStatus(`${role === "prior" ? "Prior" : "Study"} loaded: ${study.modality || study.source_kind}, ` +
       `${study.n_images} image(s)${warn}.`, "ok");
     state.showing = role;
     setStudyButtons();
     loadViewer();
-    await refreshSessions();
+    refreshSessions();
+    return { ok: true, study };
   } catch (e) {
-    setStatus(errorText(e), "bad");
+    if (gen !== state.generation) return { ok: false, stale: true };
+    setStatus(`The upload failed: ${errorText(e)} The ${role === "prior" ? "prior" : "study"} is not loaded.`,
+      "bad");
+    return { ok: false, error: e };
   }
+}
+
+/* Waits until no upload of this session is in flight; the failures among them (none: []). */
+async function settleUploads() {
+  const failed = [];
+  while (state.uploads.size) {
+    for (const r of await Promise.all([...state.uploads])) if (!r.ok && !r.stale) failed.push(r.error);
+  }
+  return failed;
 }
 
 function wireDrop(labelTestId, input, role) {
@@ -608,6 +652,30 @@ async function readSSE(resp, onEvent) {
   }
 }
 
+function setAskStatus(text) {
+  $("ask-status").textContent = text;
+}
+
+const WAITING_TEXT = "Waiting for the image to be de-identified…";
+/* Seconds the page keeps retrying a question the server holds back for an upload (409). */
+const NOT_READY_RETRY_S = 180;
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/* POSTs the question; while the server says the session's image is still being prepared, waits and retries. */
+async function postQuestion(sid, body, gen) {
+  const until = Date.now() + NOT_READY_RETRY_S * 1000;
+  for (;;) {
+    try {
+      return await api("POST", `/api/sessions/${encodeURIComponent(sid)}/messages`, body, { raw: true });
+    } catch (e) {
+      if (e.status !== 409 || Date.now() > until || gen !== state.generation) throw e;
+      setAskStatus(WAITING_TEXT);
+      await sleep(1000);
+    }
+  }
+}
+
 async function onAsk(ev) {
   ev.preventDefault();
   const input = $("question-input");
@@ -616,8 +684,26 @@ async function onAsk(ev) {
   state.busy = true;
   $("ask-button").disabled = true;
   const log = $("chat-log");
+  const gen = state.generation;
   try {
+    // Never send the question without an image that is still being uploaded: wait for it, visibly.
+    if (state.uploads.size) {
+      setAskStatus(WAITING_TEXT);
+      const failed = await settleUploads();
+      if (gen !== state.generation) return;
+      if (failed.length) {
+        setAskStatus("");
+        throw new Error(`The question was not sent: the image could not be loaded (${failed[0].message}). ` +
+          "Upload it again, then ask.");
+      }
+    }
     const sid = await ensureSession();
+    const body = { question, history: $("history").value.trim() || null };
+    if (state.studies.current) body.study_id = state.studies.current.id;
+    if (state.studies.prior) body.prior_study_id = state.studies.prior.id;
+    if (study() && state.showing === "current") body.image_index = state.n;
+    const resp = await postQuestion(sid, body, gen);
+    setAskStatus("");
     log.append(userBubble(question));
     input.value = "";
     const node = $("answer-template").content.firstElementChild.cloneNode(true);
@@ -627,9 +713,6 @@ async function onAsk(ev) {
     node.setAttribute("aria-busy", "true");
     log.append(node);
     log.scrollTop = log.scrollHeight;
-    const body = { question, history: $("history").value.trim() || null };
-    if (study() && state.showing === "current") body.image_index = state.n;
-    const resp = await api("POST", `/api/sessions/${encodeURIComponent(sid)}/messages`, body, { raw: true });
     let final = null;
     await readSSE(resp, (name, data) => {
       if (name === "delta") { text.textContent += data.text; log.scrollTop = log.scrollHeight; }
@@ -645,6 +728,7 @@ async function onAsk(ev) {
     }
     await refreshSessions();
   } catch (e) {
+    setAskStatus("");
     const err = document.createElement("div");
     err.className = "msg error";
     err.setAttribute("role", "alert");
