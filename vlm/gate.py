@@ -14,6 +14,9 @@ Head CT/MR slices show the anatomy surrounded by dark air; photographs rarely ha
 (``photo_threshold``, a fixed fraction of the training 99.5th percentile). Tightly cropped medical images
 are photo-like too, so some of them are rejected: that is the price of rejecting grayscale photographs.
 
+Before all of these, the DICOM header (:mod:`vlm.gate_meta`): a modality other than CT/MR or a Body Part
+Examined that is not the head refuses the image as ``out_of_domain``.
+
 Last, a learnt photo classifier (:mod:`vlm.gate_photo`, the checkpoint's ``gate_photo`` block) rejects
 images whose P(medical) from trunk features, embedding and statistics is below its threshold.
 """
@@ -26,6 +29,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from vlm.gate_meta import check_metadata
 from vlm.gate_photo import PhotoClassifier, photo_features
 from vlm.types import GateResult
 
@@ -194,6 +198,17 @@ class Gate:
         self.embedding_stats = embedding_stats
         self.trunk_stats = trunk_stats
         self.photo = photo
+
+    def check_metadata(self, image: Any) -> GateResult | None:
+        """The DICOM header's verdict, checked first (:func:`vlm.gate_meta.check_metadata`).
+
+        Args:
+            image: The input as given (a ``MedicalImage`` carries its header in ``meta``) or a ``meta`` dict.
+
+        Returns:
+            An ``out_of_domain`` result when the header says this is not a head CT/MR image, else ``None``.
+        """
+        return check_metadata(image)
 
     def check_statistics(self, stats: dict[str, float]) -> GateResult | None:
         """The verdict from image statistics alone, or ``None`` when they look like a medical slice."""

@@ -180,6 +180,42 @@ def test_accepts_and_finds_tumours_on_the_validation_split(backend, tumor_root) 
     assert found / len(sample) >= 0.6, found
 
 
+def _pydicom_data_image(name: str):
+    """The first image of a pydicom-data file, loaded as the app loads it (with its header)."""
+    from pydicom.data import get_testdata_file
+
+    from zebra.intake import load_study
+
+    path = get_testdata_file(name)
+    if path is None:
+        pytest.skip("pydicom-data is not installed")
+    return load_study(path).images[0]
+
+
+@pytest.mark.parametrize(
+    ("name", "found"),
+    [
+        ("MR-SIEMENS-DICOM-WithOverlays.dcm", "Body Part Examined: ABDOMEN"),  # abdominal MR
+        ("explicit_VR-UN.dcm", "Body Part Examined: PANCREAS"),  # pancreas CT
+        ("US1_UNCR.dcm", "ultrasound (US)"),
+        ("RG1_UNCR.dcm", "computed radiography (CR)"),  # chest radiograph
+        ("RG3_UNCR.dcm", "computed radiography (CR)"),  # extremity radiograph
+    ],
+)
+def test_gate_refuses_non_head_dicom_by_its_header(backend, name, found) -> None:
+    result = backend.analyze_image(_pydicom_data_image(name))
+    assert not result.gate.accepted and result.gate.kind == "out_of_domain", (name, result.gate)
+    assert found in result.gate.reason and "head CT and MR only" in result.gate.reason, result.gate.reason
+    assert result.caption is None and result.boxes == [] and result.heatmap is None
+
+
+@pytest.mark.parametrize("name", ["693_UNCR.dcm", "eCT_Supplemental.dcm"])
+def test_gate_accepts_head_ct_dicom(backend, name) -> None:
+    # a real head CT and a head CT perfusion map; neither gives Body Part Examined
+    result = backend.analyze_image(_pydicom_data_image(name))
+    assert result.gate.accepted, (name, result.gate)
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="known gap (issue 4): the gate takes a shoulder MR (pydicom-data MR2_UNCR) for an in-domain head image",

@@ -279,7 +279,7 @@ class BuiltinVLM:
         spacing = pixel_spacing or spacing
         prepared = prepare(img, self.config.image_size)
         stats = image_statistics(prepared.gray, prepared.rgb)
-        early = self.gate.check_statistics(stats)
+        early = self.gate.check_metadata(image) or self.gate.check_statistics(stats)
         if early is not None:
             return self._gated(early)
         raw = self._raw([prepared], self._run([prepared.square]))[0]
@@ -304,9 +304,9 @@ class BuiltinVLM:
         cur_p = prepare(img, self.config.image_size)
         pri_p = prepare(pimg, self.config.image_size)
         gates = []
-        for p in (cur_p, pri_p):
+        for source, p in ((image, cur_p), (prior, pri_p)):
             stats = image_statistics(p.gray, p.rgb)
-            gates.append((stats, self.gate.check_statistics(stats)))
+            gates.append((stats, self.gate.check_metadata(source) or self.gate.check_statistics(stats)))
         if gates[0][1] is not None:
             return StudyAnalysis(current=self._gated(gates[0][1]))
         dy, dx = phase_correlation(cur_p.square, pri_p.square)

@@ -1,0 +1,115 @@
+"""The gate's DICOM-header rule (vlm.gate_meta), on synthetic metadata."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vlm.gate import Gate
+from vlm.gate_meta import check_metadata, is_head_part, metadata_of
+
+
+@pytest.mark.parametrize(
+    ("modality", "words"),
+    [
+        ("US", "ultrasound (US)"),
+        ("CR", "computed radiography (CR)"),
+        ("DX", "digital radiography (DX)"),
+        ("NM", "nuclear medicine (NM)"),
+        ("PT", "PET (PT)"),
+        ("MG", "mammography (MG)"),
+        ("XA", "X-ray angiography (XA)"),
+        ("OT", "(OT)"),
+        ("SEG", "segmentation (SEG)"),
+        ("ZZ", "modality ZZ"),
+    ],
+)
+def test_other_modalities_are_refused_by_name(modality, words) -> None:
+    verdict = check_metadata({"modality": modality, "body_part": "HEAD"})
+    assert verdict is not None and not verdict.accepted and verdict.kind == "out_of_domain"
+    assert words in verdict.reason and "head CT and MR only" in verdict.reason
+
+
+def test_reason_reads_well() -> None:
+    verdict = check_metadata({"modality": "US", "body_part": ""})
+    assert verdict.reason.startswith("The DICOM header says this is an ultrasound (US) image;")
+    assert "is a PET (PT) image" in check_metadata({"modality": "PT"}).reason
+
+
+@pytest.mark.parametrize("part", ["ABDOMEN", "CHEST", "PANCREAS", "SHOULDER", "EXTREMITY", "WHOLE BODY",
+                                  "LSPINE", "NECK", "KNEE", "HUMERAL HEAD", "FEMORALHEAD", "HEAD OF FEMUR"])  # fmt: skip
+def test_non_head_body_parts_of_ct_and_mr_are_refused(part) -> None:
+    for modality in ("CT", "MR", ""):
+        verdict = check_metadata({"modality": modality, "body_part": part})
+        assert verdict is not None and verdict.kind == "out_of_domain", (modality, part)
+        assert f"Body Part Examined: {part}" in verdict.reason and "not the head" in verdict.reason
+    assert (
+        "this MR image shows the abdomen" in check_metadata({"modality": "MR", "body_part": "ABDOMEN"}).reason
+    )
+
+
+@pytest.mark.parametrize("part", ["HEAD", "BRAIN", "SKULL", "Head", "HEADNECK", "HEAD_NECK", "HEAD AND NECK",
+                                  "HEAD^ROUTINE", "BRAINSTEM", "CEREBRUM", "CIRCLEOFWILLIS", "IAC", "ORBIT",
+                                  "SELLA", "PITUITARY", "TEMPORAL BONE", "SINUS", "FACE", "KOPF", "SCHAEDEL",
+                                  "CRANE", "CABEZA", "CT HEAD W/O"])  # fmt: skip
+def test_head_parts_are_allowed(part) -> None:
+    assert is_head_part(part)
+    assert check_metadata({"modality": "CT", "body_part": part}) is None
+    assert check_metadata({"modality": "MR", "body_part": part}) is None
+
+
+@pytest.mark.parametrize("part", ["", "  ", "UNKNOWN", "Other", "-", "N/A"])
+def test_missing_or_placeholder_body_part_has_no_verdict(part) -> None:
+    assert check_metadata({"modality": "MR", "body_part": part}) is None
+    assert check_metadata({"modality": "CT", "body_part": part, "sop_class": "CT Image Storage"}) is None
+
+
+def test_inputs_without_a_header_have_no_verdict(brain_slice) -> None:
+    assert check_metadata(None) is None and check_metadata({}) is None
+    assert check_metadata(brain_slice) is None and metadata_of(brain_slice) is None
+    assert check_metadata({"modality": "", "body_part": "", "sop_class": ""}) is None  # PNG via zebra.intake
+
+
+def test_sop_class_stands_in_for_an_empty_modality() -> None:
+    verdict = check_metadata({"modality": "", "sop_class": "Ultrasound Multi-frame Image Storage"})
+    assert verdict is not None and "ultrasound (US)" in verdict.reason
+    assert check_metadata({"modality": "", "sop_class": "MR Image Storage"}) is None
+
+
+def test_gate_reads_the_meta_of_a_medical_image(brain_slice) -> None:
+    from zebra.intake.types import MedicalImage
+
+    def image(**meta):
+        return MedicalImage(pixels=brain_slice.astype(np.float32), display=brain_slice, meta=meta)
+
+    gate = Gate()
+    assert gate.check_metadata(image(modality="MR", body_part="HEAD")) is None
+    assert gate.check_metadata(image(modality="MR", body_part="")) is None
+    refused = gate.check_metadata(image(modality="CT", body_part="CHEST"))
+    assert refused is not None and refused.kind == "out_of_domain" and "CHEST" in refused.reason
+    assert gate.check_metadata(image(modality="US")).kind == "out_of_domain"
+
+
+def test_backend_refuses_by_header_before_any_pixel_check(tiny_checkpoint, brain_slice) -> None:
+    from vlm.backends.builtin import BuiltinVLM
+    from zebra.intake.types import MedicalImage
+
+    backend = BuiltinVLM(tiny_checkpoint)
+    chest = MedicalImage(
+        pixels=brain_slice.astype(np.float32),
+        display=brain_slice,
+        meta={"modality": "CT", "body_part": "CHEST"},
+    )
+    result = backend.analyze_image(chest)
+    assert not result.gate.accepted and result.gate.kind == "out_of_domain" and "CHEST" in result.gate.reason
+    assert result.caption is None and result.boxes == [] and result.heatmap is None
+    head = MedicalImage(
+        pixels=brain_slice.astype(np.float32),
+        display=brain_slice,
+        meta={"modality": "MR", "body_part": "BRAIN"},
+    )
+    # the same pixels with a head header reach the image checks (the tiny model has no OOD statistics)
+    assert "DICOM" not in (backend.analyze_image(head).gate.reason or "")
+    both = backend.analyze(head, prior=chest)
+    assert both.prior is not None and both.prior.gate.kind == "out_of_domain"
+    assert backend.analyze(chest, prior=head).current.gate.kind == "out_of_domain"
