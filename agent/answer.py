@@ -65,6 +65,8 @@ class Answer:
         thread_id: The session the turn belongs to.
         reasoner: The reasoner backend that produced the differential.
         notes: Things a user should know (degraded inputs, fallbacks).
+        questions: What the agent asks the user to narrow an uncertain differential (``{"topic",
+            "question"}``); the next message of the session is read as the reply.
     """
 
     text: str
@@ -82,6 +84,7 @@ class Answer:
     thread_id: str | None = None
     reasoner: str = ""
     notes: list[str] = field(default_factory=list)
+    questions: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def primary(self) -> DifferentialEntry | None:
@@ -117,4 +120,5 @@ class Answer:
             thread_id=data.get("thread_id"),
             reasoner=str(data.get("reasoner", "")),
             notes=[str(n) for n in data.get("notes") or []],
+            questions=[dict(q) for q in data.get("questions") or []],
         )

@@ -3,10 +3,18 @@
 Cases come from a NOVA data set (``--data``: images available) or straight from MedPix 2.0 (``--medpix`` and
 ``--split``: every case of the split, text inputs, images when shipped as PNG). Input settings:
 
+- ``history``: clinical history only;
 - ``text``: clinical history + captions (no image);
 - ``images``: images + clinical history (no caption);
+- ``dialogue``: images + clinical history, then, when the agent asks questions, one reply made of the
+  sentences of the case's own ``Findings`` that answer them (:func:`agent.questions.simulated_reply`); the
+  second turn's differential is scored;
 - ``all``: images + clinical history + captions;
 - ``report``: ``History`` + ``Findings`` of the case report (the protocol of ``zebra eval retrieval``; MedPix only).
+
+Region consistency: for cases with an accepted image, the share of top-``k`` entries whose region
+(:func:`agent.anatomy.candidate_region`) is consistent with the imaged region (the head), i.e. not known to
+lie only elsewhere; ``region_known_head`` is the stricter share known to be of the head.
 
 A case counts as a top-``j`` hit when one of the first ``j`` diagnoses is
 :func:`retrieval.diagnosis.same_diagnosis` as the gold label. The baseline aggregates the ``n_hits`` best
@@ -34,8 +42,11 @@ log = logging.getLogger(__name__)
 
 SETTINGS: dict[str, tuple[bool, bool, bool]] = {
     # name: (history, captions, images)
+    "history": (True, False, False),
     "text": (True, True, False),
     "images": (True, False, True),
+    # images + history, then one simulated reply to the agent's questions (agent.questions.simulated_reply)
+    "dialogue": (True, False, True),
     "all": (True, True, True),
     # the retrieval evaluation's protocol (History + Findings of the report), MedPix cases only
     "report": (True, False, False),
@@ -120,7 +131,8 @@ def evaluate(
     """Runs the protocol of the module docstring.
 
     Returns:
-        ``{"n_cases", "k", "settings": {name: {"agent": {...}, "baseline": {...}, "n_cases"}}}``.
+        ``{"k", "settings": {name: {"agent": {...}, "baseline": {...}, "n_cases"}}, "_rows": {name: rows}}``
+        (the per-case rows, for paired comparisons by the caller).
     """
     settings = list(settings)
     bad = [s for s in settings if s not in SETTINGS]
@@ -128,8 +140,10 @@ def evaluate(
         raise AgentConfigError(f"Unknown setting(s) {bad}.", hint=f"Use: {', '.join(SETTINGS)}.")
     matcher = DiagnosisMatcher()
     searcher = agent.resources.get_searcher()
+    talker = _with_memory(agent) if "dialogue" in settings else agent
     details = open(details_path, "w", encoding="utf-8") if details_path else None  # noqa: SIM115
     results: dict[str, Any] = {}
+    per_setting: dict[str, list[dict[str, Any]]] = {}
     try:
         for setting in settings:
             use_history, use_captions, use_images = SETTINGS[setting]
@@ -155,9 +169,25 @@ def evaluate(
                         except Exception as exc:  # an unreadable image costs only itself
                             log.warning("case %s: image %s unreadable: %s", case.case_id, name, exc)
                 start = time.perf_counter()
-                answer, state = agent.run("", images=images, history=history, captions=captions)
+                runner = talker if setting == "dialogue" else agent
+                answer, state = runner.run("", images=images, history=history, captions=captions)
+                asked = [q.get("topic", "") for q in answer.questions] if setting == "dialogue" else []
+                reply = ""
+                if asked:
+                    from agent.questions import simulated_reply
+
+                    reply = simulated_reply(case.findings, asked)
+                    if reply:
+                        answer, state = runner.run(
+                            reply,
+                            images=images,
+                            history=history,
+                            captions=captions,
+                            thread_id=answer.thread_id,
+                        )
                 seconds = time.perf_counter() - start
                 pred = prediction_from(answer, state)
+                regions = _regions(state, k)
                 base = baseline(searcher, "\n".join([history, *captions]), n_hits=agent.config.n_hits, k=k)
                 row = {
                     "setting": setting,
@@ -172,19 +202,61 @@ def evaluate(
                     "baseline": base,
                     "seconds": round(seconds, 3),
                     "notes": answer.notes,
+                    "regions": regions,
+                    "asked": asked,
+                    "replied": bool(reply),
                 }
                 rows.append(row)
                 if details:
                     details.write(json.dumps(row) + "\n")
             results[setting] = summarize(rows, k)
+            per_setting[setting] = rows
     finally:
         if details:
             details.close()
-    return {"k": k, "settings": results}
+    return {"k": k, "settings": results, "_rows": per_setting}
+
+
+def _with_memory(agent: Agent) -> Agent:
+    """``agent`` itself when it keeps sessions, else a copy sharing its backends with an in-memory session
+    store (the dialogue's second turn must see the first)."""
+    if agent.checkpointer is not None:
+        return agent
+    import copy
+
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from agent.graph import build_graph
+
+    talker = copy.copy(agent)
+    talker.checkpointer = InMemorySaver()
+    talker.graph = build_graph(agent.config, checkpointer=talker.checkpointer)
+    return talker
+
+
+def _regions(state: dict[str, Any], k: int) -> list[str] | None:
+    """Regions of the top-``k`` entries when an image was accepted (``None`` otherwise)."""
+    from agent.anatomy import candidate_region
+    from agent.evidence import imaged_region
+
+    if imaged_region(state.get("findings") or []) is None:
+        return None
+    return [
+        candidate_region(str(d.get("diagnosis")), d.get("acr_codes") or [])
+        for d in (state.get("differential") or [])[:k]
+    ]
+
+
+def _region_share(rows: Sequence[dict[str, Any]], *, strict: bool = False) -> float | None:
+    entries = [r for row in rows for r in (row.get("regions") or [])]
+    if not entries:
+        return None
+    ok = sum(1 for r in entries if (r == "head" if strict else r != "other"))
+    return round(ok / len(entries), 4)
 
 
 def summarize(rows: Sequence[dict[str, Any]], k: int = 5) -> dict[str, Any]:
-    """Accuracy, abstention and latency of per-case rows."""
+    """Accuracy, abstention, region consistency and latency of per-case rows."""
     n = len(rows)
 
     def rate(key: str, j: int) -> float:
@@ -203,6 +275,11 @@ def summarize(rows: Sequence[dict[str, Any]], k: int = 5) -> dict[str, Any]:
             else None,
             "backoff_rate": round(sum(1 for r in rows if r["backoff"]) / n, 4) if n else 0.0,
             "seconds_p50": round(statistics.median(secs), 3) if secs else None,
+            "region_consistent": _region_share(rows),
+            "region_known_head": _region_share(rows, strict=True),
+            "n_with_accepted_image": sum(1 for r in rows if r.get("regions") is not None),
+            "asked_rate": round(sum(1 for r in rows if r.get("asked")) / n, 4) if n else 0.0,
+            "replied_rate": round(sum(1 for r in rows if r.get("replied")) / n, 4) if n else 0.0,
         },
         "baseline": {"top1": rate("baseline_rank", 1), f"top{k}": rate("baseline_rank", k)},
     }

@@ -42,11 +42,51 @@ def confident_attributes(attrs: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+#: Finding-term groups that describe the finding itself (sides are left out: they rarely name a disease).
+FINDING_GROUPS: tuple[str, ...] = ("density", "signal", "enhancement", "appearance", "compartment", "site")
+
+
+def finding_terms(findings: Sequence[dict[str, Any]]) -> list[str]:
+    """The finding terms of the accepted images that are retrieval cues (:class:`vlm.types.Findings`; the
+    stated ones and those above the head's query threshold), most probable first."""
+    out: list[str] = []
+    for f in findings:
+        if not f.get("accepted", True):
+            continue
+        for t in (f.get("findings") or {}).get("terms") or []:
+            if (t.get("cue") or t.get("stated")) and t.get("group") in FINDING_GROUPS:
+                out.append(str(t["value"]))
+    return list(dict.fromkeys(out))
+
+
+def imaged_region(findings: Sequence[dict[str, Any]]) -> str | None:
+    """``"head"`` when an image was accepted and analysed by the image model (which reads head CT/MR only)."""
+    ok = [f for f in findings if f.get("accepted", True) and f.get("id") and f.get("gate")]
+    return "head" if ok else None
+
+
+def finding_header(findings: Sequence[dict[str, Any]]) -> str:
+    """The confident modality, sequence and plane of the first accepted image (``"Axial non-contrast CT"``)."""
+    for f in findings:
+        if f.get("accepted", True) and (f.get("findings") or {}).get("header"):
+            return str(f["findings"]["header"])
+    return ""
+
+
 def perception_text(findings: Sequence[dict[str, Any]]) -> str:
-    """The VLM's caption and confident attribute values of the accepted images, as one query text."""
+    """What the image model saw in the accepted images, as one query text: the confident finding terms
+    (modality, sequence, appearance, site) when the model has finding heads, else its caption and confident
+    attribute values."""
     parts: list[str] = []
     for f in findings:
         if not f.get("accepted", True):
+            continue
+        data = f.get("findings") or {}
+        if data:
+            terms = [str(t["value"]) for t in data.get("terms") or [] if t.get("cue") or t.get("stated")]
+            text = " ".join([str(data.get("header") or ""), *terms]).strip()
+            if text:
+                parts.append(text)
             continue
         attrs = confident_attributes(f.get("attributes") or {})
         words = [str(v) for n, v in attrs.items() if n != "size_mm"]

@@ -17,7 +17,15 @@ Features of a candidate (:data:`FEATURES`):
 - ``label_in_query``: fraction of the diagnosis name's content words present in the case text (history);
 - ``qr_case``, ``qr_captions``, ``qr_discussions``: 1 / best rank of a supporting document in the ``case``,
   ``captions`` and ``discussions`` queries of :func:`agent.evidence.plan_queries` (0 when that query did not
-  find it or did not run).
+  find it or did not run);
+- ``region_head``: with an accepted image (the imaged region, :mod:`agent.anatomy`), 1 when the candidate
+  belongs to that region (0 without an image).
+
+Anatomical consistency is also a rule: with an accepted head image, candidates known to lie only in other
+regions (:func:`agent.anatomy.candidate_region` ``"other"``) are not candidates at all (a head CT cannot show
+appendicitis), at inference and in the fit alike;
+- ``finding_agreement``: share of the image's confident finding terms (appearance, compartment, site:
+  :class:`vlm.types.Findings`) that the candidate's evidence text mentions (0 without findings).
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from agent.anatomy import candidate_region, consistent_with
 from agent.evidence import content_words
 from retrieval.aggregate import aggregate_diagnoses, primary_label
 from retrieval.diagnosis import DiagnosisMatcher, content_tokens, normalize_diagnosis
@@ -51,6 +60,8 @@ FEATURES: tuple[str, ...] = (
     "qr_case",
     "qr_captions",
     "qr_discussions",
+    "region_head",
+    "finding_agreement",
 )
 #: Query purposes whose per-query ranks are features (``qr_<purpose>``).
 RANKED_QUERIES: tuple[str, ...] = ("case", "captions", "discussions")
@@ -77,6 +88,8 @@ class Candidate:
     kinds: list[str] = field(default_factory=list)
     acr_codes: list[str] = field(default_factory=list)
     features: dict[str, float] = field(default_factory=dict)
+    region: str = "unknown"
+    agreed: list[str] = field(default_factory=list)
 
     def vector(self) -> np.ndarray:
         """The features in :data:`FEATURES` order."""
@@ -94,6 +107,8 @@ class Candidate:
             "kinds": list(self.kinds),
             "acr_codes": list(self.acr_codes),
             "features": {k: round(float(v), 6) for k, v in self.features.items()},
+            "region": self.region,
+            "agreed": list(self.agreed),
         }
 
     @classmethod
@@ -109,6 +124,8 @@ class Candidate:
             kinds=list(data.get("kinds") or []),
             acr_codes=list(data.get("acr_codes") or []),
             features={k: float(v) for k, v in (data.get("features") or {}).items()},
+            region=str(data.get("region") or "unknown"),
+            agreed=list(data.get("agreed") or []),
         )
 
 
@@ -132,6 +149,8 @@ def build_candidates(
     perception: str = "",
     max_candidates: int = 20,
     matcher: DiagnosisMatcher | None = None,
+    imaged_region: str | None = None,
+    finding_terms: Sequence[str] = (),
 ) -> list[Candidate]:
     """Candidates with features (module docstring), in aggregated-score order (image-only ones last).
 
@@ -142,6 +161,8 @@ def build_candidates(
         perception: The image model's caption and attributes (for ``perception_overlap``).
         max_candidates: Most candidates kept.
         matcher: Diagnosis-name judge (lexical by default).
+        imaged_region: Region of the accepted images (``"head"``), ``None`` without one.
+        finding_terms: The image's confident finding terms (:func:`agent.evidence.finding_terms`).
     """
     matcher = matcher or DiagnosisMatcher()
     text_items = [e for e in evidence if e.get("via", "text") == "text"]
@@ -218,7 +239,24 @@ def build_candidates(
         for purpose in RANKED_QUERIES:
             ranks = [int((e.get("query_ranks") or {}).get(purpose) or 0) for e in items]
             cand.features[f"qr_{purpose}"] = max((1.0 / r for r in ranks if r > 0), default=0.0)
+        cand.region = candidate_region(cand.label, cand.acr_codes)
+        cand.features["region_head"] = float(imaged_region is not None and cand.region == "head")
+        cand.agreed = _agreed(finding_terms, items)
+        cand.features["finding_agreement"] = len(cand.agreed) / len(finding_terms) if finding_terms else 0.0
+    if imaged_region is not None:
+        candidates = [c for c in candidates if consistent_with(c.region, imaged_region)]
     return candidates
+
+
+def _agreed(terms: Sequence[str], items: Sequence[dict[str, Any]]) -> list[str]:
+    """The image's finding terms that the candidate's evidence text mentions."""
+    if not terms:
+        return []
+    from vlm.findings import load_vocabulary
+
+    text = " ".join(str(e.get("text") or e.get("quote") or "") for e in items)
+    said = load_vocabulary().extract(text)
+    return [t for t in terms if t in said]
 
 
 def feature_matrix(candidates: Sequence[Candidate]) -> np.ndarray:

@@ -155,10 +155,38 @@ def _case_images(case: FitCase, max_images: int) -> list[Any]:
     return out
 
 
+def image_entries(vlm: Any, images: Sequence[Any]) -> list[dict[str, Any]]:
+    """What the ``perceive`` node records for each image (gate verdict, caption, attributes, findings)."""
+    out = []
+    for i, image in enumerate(images):
+        data = vlm.analyze_image(image).to_dict()
+        accepted = bool(data["gate"]["accepted"])
+        out.append(
+            {
+                "index": i,
+                "id": f"M{i + 1}" if accepted else None,
+                "accepted": accepted,
+                "gate": data["gate"],
+                "caption": data.get("caption"),
+                "attributes": data.get("attributes"),
+                "findings": data.get("findings"),
+            }
+        )
+    return out
+
+
+#: Input settings of the fit rows: ``text`` = history + captions (+ image search when the bundle has an image
+#: index); ``history`` = the history alone; ``image`` = history + the images through the VLM (findings, region)
+#: and the image search, no caption.
+FIT_SETTINGS: tuple[str, ...] = ("text", "history", "image")
+
+
 def case_features(
     searcher: Any,
     case: FitCase,
     *,
+    setting: str = "text",
+    vlm: Any = None,
     n_hits: int = 30,
     max_candidates: int = 20,
     image_k: int = 10,
@@ -166,22 +194,31 @@ def case_features(
     mode: str = "hybrid",
     source: str = "medpix",
 ) -> dict[str, Any]:
-    """Candidates and correctness of one case, leaving the case out (module docstring).
+    """Candidates and correctness of one case in one input setting, leaving the case out (module docstring).
 
     When the bundle has an image index, the case's shipped images are searched too (image -> images and
     image -> text, the case's own images and documents excluded), so the image features get fitted weights.
+    In the ``image`` setting the images also go through ``vlm`` (its findings join the queries, and the
+    region and finding-agreement features are computed) and the captions are left out.
     """
+    from agent.evidence import finding_terms, imaged_region, perception_text
     from retrieval.diagnosis import DiagnosisMatcher
 
-    queries = plan_queries(
-        question="", intent="diagnosis", history=case.history, captions=case.captions, findings=[]
-    )
     has_images = getattr(searcher.bundle, "image_index", None) is not None
-    images = _case_images(case, max_images) if has_images and case.images else []
+    use_images = setting == "image" or (setting == "text" and has_images)
+    images = _case_images(case, max_images) if use_images and case.images else []
+    entries = image_entries(vlm, images) if setting == "image" and vlm is not None else []
+    captions = case.captions if setting == "text" else []
+    queries = plan_queries(
+        question="", intent="diagnosis", history=case.history, captions=captions, findings=entries
+    )
+    search_images = (
+        [im for im, e in zip(images, entries, strict=True) if e["accepted"]] if entries else images
+    )
     evidence, image_evidence, _ = retrieve(
         searcher,
         queries,
-        images,
+        search_images if has_images else [],
         image_k=image_k,
         n_hits=n_hits,
         mode=mode,
@@ -191,17 +228,23 @@ def case_features(
     candidates = build_candidates(
         evidence,
         image_evidence,
-        case_text="\n".join([case.history, *case.captions]),
+        case_text="\n".join([case.history, *captions]),
+        perception=perception_text(entries),
         max_candidates=max_candidates,
+        imaged_region=imaged_region(entries),
+        finding_terms=finding_terms(entries),
     )
     matcher = DiagnosisMatcher()
     return {
         "case_id": case.case_id,
+        "setting": setting,
         "gold": case.gold,
         "labels": [c.label for c in candidates],
+        "regions": [c.region for c in candidates],
         "x": feature_matrix(candidates).round(6).tolist(),
         "correct": [bool(matcher.same(c.label, case.gold)) for c in candidates],
         "n_images": len(images),
+        "n_accepted": sum(1 for e in entries if e["accepted"]),
     }
 
 
@@ -209,37 +252,45 @@ def collect_features(
     searcher: Any,
     cases: Sequence[FitCase],
     *,
+    settings: Sequence[str] = ("text",),
+    vlm: Any = None,
     cache: str | Path | None = None,
     progress: bool = False,
     **kw: Any,
 ) -> list[dict[str, Any]]:
-    """Feature rows of every case; reused from / appended to the JSONL ``cache`` when given."""
-    done: dict[str, dict[str, Any]] = {}
+    """Feature rows of every case and setting (the ``image`` setting only for cases with images); reused
+    from / appended to the JSONL ``cache`` when given."""
+    done: dict[tuple[str, str], dict[str, Any]] = {}
     cache_path = Path(cache) if cache else None
     if cache_path and cache_path.is_file():
         for line in cache_path.read_text(encoding="utf-8").splitlines():
             if line.strip():
                 row = json.loads(line)
                 if row.get("features") == list(FEATURES):
-                    done[row["case_id"]] = row
-    todo = [c for c in cases if c.case_id not in done]
-    iterator: Iterable[FitCase] = todo
+                    done[(row["case_id"], row.get("setting", "text"))] = row
+    todo = [
+        (c, s) for s in settings for c in cases if (c.case_id, s) not in done and (s != "image" or c.images)
+    ]
+    iterator: Iterable[tuple[FitCase, str]] = todo
     if progress:
         from tqdm import tqdm
 
         iterator = tqdm(todo, desc="fit features", unit="case")
     handle = cache_path.open("a", encoding="utf-8") if cache_path else None
     try:
-        for case in iterator:
-            row = {**case_features(searcher, case, **kw), "features": list(FEATURES)}
-            done[case.case_id] = row
+        for case, setting in iterator:
+            row = {
+                **case_features(searcher, case, setting=setting, vlm=vlm, **kw),
+                "features": list(FEATURES),
+            }
+            done[(case.case_id, setting)] = row
             if handle:
                 handle.write(json.dumps(row) + "\n")
                 handle.flush()
     finally:
         if handle:
             handle.close()
-    return [done[c.case_id] for c in cases if c.case_id in done]
+    return [done[(c.case_id, s)] for s in settings for c in cases if (c.case_id, s) in done]
 
 
 def _cases(rows: Sequence[dict[str, Any]]) -> list[Case]:
@@ -252,9 +303,14 @@ def _cases(rows: Sequence[dict[str, Any]]) -> list[Case]:
     ]
 
 
-def _folds(n: int, k: int, seed: int = 0) -> list[np.ndarray]:
-    order = np.random.default_rng(seed).permutation(n)
-    return [order[i::k] for i in range(k)]
+def _folds(n: int, k: int, seed: int = 0, groups: Sequence[str] | None = None) -> list[np.ndarray]:
+    """``k`` folds of ``n`` rows; rows of one group (case) always share a fold."""
+    groups = list(groups) if groups is not None else [str(i) for i in range(n)]
+    uniq = list(dict.fromkeys(groups))
+    order = np.random.default_rng(seed).permutation(len(uniq))
+    fold_of = {uniq[j]: i % k for i, j in enumerate(order)}
+    g = np.array([fold_of[x] for x in groups])
+    return [np.flatnonzero(g == i) for i in range(k)]
 
 
 def _oof_logits(cases: Sequence[Case], l2: float, folds: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -318,7 +374,7 @@ def fit_from_rows(rows: Sequence[dict[str, Any]], *, seed: int = 0) -> dict[str,
         raise AgentConfigError(
             f"Only {len(cases)} training cases.", hint=f"Fit on at least {2 * FOLDS} cases."
         )
-    folds = _folds(len(cases), FOLDS, seed)
+    folds = _folds(len(cases), FOLDS, seed, groups=[str(r["case_id"]) for r in rows])
     targets = _targets(cases)
     scores: dict[float, tuple[float, list[np.ndarray]]] = {}
     for l2 in L2_GRID:
@@ -379,15 +435,23 @@ def fit(
     progress: bool = False,
     command: str | None = None,
     verify: bool = True,
+    settings: Sequence[str] = FIT_SETTINGS,
+    vlm_spec: str = "builtin",
 ) -> dict[str, Any]:
-    """Collects features (leave-one-out), fits, and writes the weights JSON; returns its content."""
+    """Collects features (leave-one-out) in each input setting, fits, and writes the weights JSON; returns
+    its content. The ``image`` setting runs the VLM ``vlm_spec`` on the cases' shipped images."""
     from agent.resources import open_searcher
 
     cases = load_medpix_cases(medpix, split)
     if limit:
         cases = cases[:limit]
     searcher = open_searcher(bundle, verify=verify)
-    rows = collect_features(searcher, cases, cache=cache, progress=progress)
+    vlm = None
+    if "image" in settings:
+        from vlm.registry import create_vlm
+
+        vlm = create_vlm(vlm_spec)
+    rows = collect_features(searcher, cases, settings=settings, vlm=vlm, cache=cache, progress=progress)
     fitted = fit_from_rows(rows)
     manifest = getattr(searcher.bundle, "manifest", {}) or {}
     payload = {
@@ -398,11 +462,15 @@ def fit(
         "data": {
             "medpix": str(medpix),
             "split": split,
-            "n_cases": len(rows),
+            "n_cases": len({r["case_id"] for r in rows}),
             "leave_one_out": "the case's own documents (doc_id medpix:case/<U_id>, chunks with its case_id) are removed from its hits",
-            "inputs": "clinical history (History + Exam), the captions of the case's described images, "
-            "and its shipped PNG images when the bundle has an image index",
-            "n_cases_with_images": sum(1 for r in rows if r.get("n_images")),
+            "inputs": "setting text: clinical history (History + Exam), the captions of the case's described "
+            "images, and its shipped PNG images searched when the bundle has an image index; setting image: "
+            "the history and the shipped PNG images through the VLM (findings, imaged region) and the image "
+            "search, no caption; folds grouped by case",
+            "n_cases_with_images": len({r["case_id"] for r in rows if r.get("n_images")}),
+            "settings": {s: sum(1 for r in rows if r.get("setting", "text") == s) for s in settings},
+            "n_rows": len(rows),
         },
         "bundle": {
             "path": str(bundle),

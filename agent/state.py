@@ -39,7 +39,8 @@ class AgentState(TypedDict, total=False):
     ``case_images_key``/``case_history``/``case_captions`` (intake), ``intent``/``gate``/``abstained``/
     ``abstain_reason`` (gate), ``findings``/``change`` (perceive), ``queries`` (plan), ``evidence``/
     ``image_evidence`` (retrieve), ``literature`` (literature), ``candidates``/``proposed``/``reasoner`` (reason), ``differential``/
-    ``backoff``/``verification`` (verify), ``answer`` (respond). ``turns``, ``trace`` and ``notes`` accumulate.
+    ``backoff``/``verification`` (verify), ``answer`` and ``questions`` (respond: what it asked the user;
+    ``reply`` marks the next turn that answers them, intake). ``turns``, ``trace`` and ``notes`` accumulate.
     """
 
     question: str
@@ -73,6 +74,8 @@ class AgentState(TypedDict, total=False):
     backoff: dict[str, Any] | None
     verification: dict[str, Any]
     answer: dict[str, Any]
+    questions: list[dict[str, str]]
+    reply: bool
 
     turns: Annotated[list[dict[str, Any]], operator.add]
     trace: Annotated[list[dict[str, Any]], operator.add]

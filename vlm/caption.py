@@ -60,9 +60,18 @@ def compose_caption(
     gray: np.ndarray,
     *,
     pixel_spacing: tuple[float, float] | None = None,
+    findings: str | None = None,
 ) -> str:
-    """The findings sentence(s) for one image."""
+    """The findings sentence(s) for one image.
+
+    Args:
+        findings: The finding heads' sentence (:func:`vlm.findings.findings_sentence`). When given, it leads
+            the caption and replaces the attribute words (those heads learnt from real captions; the
+            attribute heads from synthetic lesions), followed by the anomaly score and the box region.
+    """
     strong = [b for b in boxes if b.score >= ANOMALY_THRESHOLD]
+    if findings is not None:
+        return _caption_with_findings(findings, anomaly_score, strong, boxes, gray, pixel_spacing)
     if anomaly_score < ANOMALY_THRESHOLD and not strong:
         return f"No focal abnormality detected (anomaly score {anomaly_score:.2f}). {DISCLAIMER}"
     conf = attributes.confidences if attributes else {}
@@ -110,19 +119,43 @@ def compose_caption(
         sentence += ", with " + " and ".join(extras)
     sentence += "."
     parts = [sentence]
-    if boxes:
-        top = boxes[0]
-        where = top.position or location_words(top, head_extent(gray))
-        size = box_size_mm(top, pixel_spacing)
-        size_text = f", box about {size:.0f} mm" if size is not None else ""
-        parts.append(
-            f"Most likely region: {where} (box score {top.score:.2f}{size_text}; side by radiological convention, "
-            "axial slice assumed)."
-        )
-        if len(boxes) > 1:
-            parts.append(f"{len(boxes)} candidate regions outlined.")
+    parts += _region_sentences(boxes, gray, pixel_spacing)
+    parts.append(DISCLAIMER)
+    return " ".join(parts)
+
+
+def _region_sentences(
+    boxes: list[Box], gray: np.ndarray, pixel_spacing: tuple[float, float] | None
+) -> list[str]:
+    if not boxes:
+        return ["No region passed the box threshold; see the heatmap."]
+    top = boxes[0]
+    where = top.position or location_words(top, head_extent(gray))
+    size = box_size_mm(top, pixel_spacing)
+    size_text = f", box about {size:.0f} mm" if size is not None else ""
+    parts = [
+        f"Most likely region: {where} (box score {top.score:.2f}{size_text}; side by radiological convention, "
+        "axial slice assumed)."
+    ]
+    if len(boxes) > 1:
+        parts.append(f"{len(boxes)} candidate regions outlined.")
+    return parts
+
+
+def _caption_with_findings(
+    findings: str,
+    anomaly_score: float,
+    strong: list[Box],
+    boxes: list[Box],
+    gray: np.ndarray,
+    pixel_spacing: tuple[float, float] | None,
+) -> str:
+    parts = [findings] if findings else []
+    if anomaly_score < ANOMALY_THRESHOLD and not strong:
+        parts.append(f"No focal abnormality detected (anomaly score {anomaly_score:.2f}).")
     else:
-        parts.append("No region passed the box threshold; see the heatmap.")
+        parts.append(f"Focal abnormality (anomaly score {anomaly_score:.2f}).")
+        parts += _region_sentences(boxes, gray, pixel_spacing)
     parts.append(DISCLAIMER)
     return " ".join(parts)
 

@@ -179,6 +179,95 @@ class GateResult:
 
 
 @dataclass
+class FindingValue:
+    """One finding-head prediction: a value with its calibrated probability.
+
+    Attributes:
+        value: The predicted class (``"CT"``, ``"axial"``, ``"t2"``) or term (``"extra-axial"``).
+        confidence: Calibrated probability in [0, 1].
+        group: For terms, the vocabulary group (``"density"``, ``"signal"``, ``"site"`` ...); else the head.
+        stated: Whether it is confident enough to be said (above the head's threshold).
+        cue: For terms: whether it is likely enough to steer retrieval (above the head's query threshold,
+            lower than the stated one); stated terms are cues too.
+    """
+
+    value: str
+    confidence: float
+    group: str = ""
+    stated: bool = False
+    cue: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict."""
+        return {
+            "value": self.value,
+            "confidence": round(float(self.confidence), 4),
+            "group": self.group,
+            "stated": bool(self.stated),
+            "cue": bool(self.cue or self.stated),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FindingValue:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            str(data["value"]),
+            float(data.get("confidence") or 0.0),
+            str(data.get("group") or ""),
+            bool(data.get("stated")),
+            bool(data.get("cue") or data.get("stated")),
+        )
+
+
+@dataclass
+class Findings:
+    """What a radiologist would write first about an image: modality, sequence or phase, plane, and the
+    appearance and site of the finding in the captions' own vocabulary (:mod:`vlm.findings`).
+
+    Attributes:
+        modality: ``CT`` or ``MR``. sequence: e.g. ``ct_noncontrast``, ``t2``, ``flair``. plane: ``axial``,
+            ``coronal`` or ``sagittal`` (each ``None`` when the head is absent).
+        terms: Every term head's prediction, most probable first (``stated`` ones are said in the caption).
+        header: The caption's lead, e.g. ``"Axial non-contrast CT"`` (only confident parts).
+    """
+
+    modality: FindingValue | None = None
+    sequence: FindingValue | None = None
+    plane: FindingValue | None = None
+    terms: list[FindingValue] = field(default_factory=list)
+    header: str = ""
+
+    def stated_terms(self, group: str | None = None) -> list[str]:
+        """The confident terms (of one group), most probable first."""
+        return [t.value for t in self.terms if t.stated and (group is None or t.group == group)]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict."""
+        return {
+            "modality": self.modality.to_dict() if self.modality else None,
+            "sequence": self.sequence.to_dict() if self.sequence else None,
+            "plane": self.plane.to_dict() if self.plane else None,
+            "terms": [t.to_dict() for t in self.terms],
+            "header": self.header,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Findings:
+        """Inverse of :meth:`to_dict`."""
+
+        def one(key: str) -> FindingValue | None:
+            return FindingValue.from_dict(data[key]) if data.get(key) else None
+
+        return cls(
+            one("modality"),
+            one("sequence"),
+            one("plane"),
+            [FindingValue.from_dict(t) for t in data.get("terms") or []],
+            str(data.get("header") or ""),
+        )
+
+
+@dataclass
 class ImageAnalysis:
     """What the VLM says about one image.
 
@@ -191,6 +280,8 @@ class ImageAnalysis:
         caption: A findings sentence (``None`` when gated).
         embedding: The encoder's image embedding (same space as the retrieval image index).
         model: Backend name + checkpoint id.
+        findings: Modality, sequence, plane and appearance/site terms (``None`` when gated or when the
+            backend has no finding heads).
     """
 
     gate: GateResult
@@ -201,6 +292,7 @@ class ImageAnalysis:
     caption: str | None
     embedding: np.ndarray | None
     model: str
+    findings: Findings | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict; arrays are described by shape only."""
@@ -213,6 +305,7 @@ class ImageAnalysis:
             "caption": self.caption,
             "embedding": _array_info(self.embedding),
             "model": self.model,
+            "findings": self.findings.to_dict() if self.findings else None,
         }
 
     @classmethod
@@ -227,6 +320,7 @@ class ImageAnalysis:
             caption=data.get("caption"),
             embedding=None,
             model=str(data.get("model", "")),
+            findings=Findings.from_dict(data["findings"]) if data.get("findings") else None,
         )
 
     def overlay_png(self, image: np.ndarray, path: Path) -> Path:

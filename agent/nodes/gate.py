@@ -22,6 +22,15 @@ _KIND_WORDS = {
 }
 
 
+def _why(verdict: dict[str, Any]) -> str:
+    """Why an image was refused: the gate's own reason for an out-of-domain image (it names what was found,
+    e.g. the modality or body part of a DICOM header), else the kind in words."""
+    reason = str(verdict.get("reason") or "").strip()
+    if verdict.get("kind") == "out_of_domain" and reason:
+        return reason[0].lower() + reason[1:].rstrip(".")
+    return _KIND_WORDS.get(verdict["kind"], reason or verdict["kind"])
+
+
 #: Least words of a question that describes a case by itself (no image, history or caption given).
 CASE_QUESTION_WORDS = 6
 #: Intents whose question may describe the case itself.
@@ -49,7 +58,11 @@ def gate(state: AgentState, ctx: AgentContext, cfg: Configuration) -> dict[str, 
     is taken as the description of a new case (``new_case``, ``case_text``).
     """
     router = ctx.resources.get_router()
-    intent = router.route(state.get("question") or "")
+    if state.get("reply"):
+        # the user answers the agent's questions: a statement about the case, not a question to route
+        intent = {"name": "diagnosis", "score": 1.0, "nearest": "(reply to the agent's questions)"}
+    else:
+        intent = router.route(state.get("question") or "")
     update: dict[str, Any] = {"intent": intent}
     notes: list[dict[str, Any]] = []
     if intent["name"] == "offdomain":
@@ -85,12 +98,21 @@ def gate(state: AgentState, ctx: AgentContext, cfg: Configuration) -> dict[str, 
     rejected = [v for v in current if not v["accepted"]]
     accepted_all = not current or len(rejected) < len(current)
     update["gate"] = {"accepted": accepted_all, "images": verdicts}
+    text_given = bool(
+        (state.get("history") or "").strip()
+        or state.get("captions")
+        or (state.get("case_text") or "").strip()
+    )
     if current and not accepted_all:
-        reasons = "; ".join(
-            f"image {v['image']} was rejected because {_KIND_WORDS.get(v['kind'], v.get('reason') or v['kind'])}"
-            for v in rejected
-        )
-        update.update(abstained=True, abstain_reason=f"The input gate rejected the images: {reasons}.")
+        reasons = "; ".join(f"image {v['image']} was rejected because {_why(v)}" for v in rejected)
+        if text_given and all(v["kind"] == "out_of_domain" for v in rejected):
+            # a medical image outside the model's domain (another body region or modality): the clinical text
+            # can still be read, so say so and reason from it (noise, photos and blanks stay refusals: the
+            # wrong file was probably sent)
+            update["gate"]["text_only"] = reasons
+            notes.append(note(state, "gate", f"{reasons[0].upper()}{reasons[1:]}; reasoning from text only."))
+        else:
+            update.update(abstained=True, abstain_reason=f"The input gate rejected the images: {reasons}.")
     elif rejected:
         names = ", ".join(v["image"] for v in rejected)
         notes.append(note(state, "gate", f"Rejected by the input gate and ignored: {names}."))

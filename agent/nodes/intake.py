@@ -39,7 +39,19 @@ def intake(state: AgentState, ctx: AgentContext, cfg: Configuration) -> dict[str
     )
     if same_case:
         history, captions = state.get("case_history") or "", list(state.get("case_captions") or [])
-    new_case = bool(ctx.images or ctx.priors or history or captions) and not same_case
+    # A reply to the questions the agent asked (agent.questions): the message is more clinical text about the
+    # same case, and the differential is recomputed with it.
+    reply = bool(
+        state.get("questions")
+        and question
+        and not question.rstrip().endswith("?")
+        and (same_case or not (ctx.images or ctx.priors or history or captions))
+    )
+    if reply:
+        if not same_case:
+            history, captions = state.get("case_history") or "", list(state.get("case_captions") or [])
+        history = f"{history}\nReply: {question}" if history else f"Reply: {question}"
+    new_case = (bool(ctx.images or ctx.priors or history or captions) and not same_case) or reply
     update: dict[str, Any] = {
         "turn": int(state.get("turn", 0)) + 1,
         "question": question,
@@ -53,13 +65,16 @@ def intake(state: AgentState, ctx: AgentContext, cfg: Configuration) -> dict[str
         "abstain_reason": None,
         "literature": [],
         "answer": {},
+        "questions": [],
+        "reply": reply,
     }
     if update["followup"]:
         # the previous case's decision stands for questions about it
         decided = state.get("verification") or {}
         update.update(abstained=bool(decided.get("abstained")), abstain_reason=decided.get("abstain_reason"))
     if new_case:
-        update.update(case_images_key=images_key, case_history=history, case_captions=captions)
+        key = images_key if not (reply and not images_key) else state.get("case_images_key") or ""
+        update.update(case_images_key=key, case_history=history, case_captions=captions)
         update.update({k: [] for k in CASE_KEYS})
         update.update({"change": None, "backoff": None, "reasoner": {}, "verification": {}})
     update["case_text"] = ""

@@ -82,6 +82,7 @@ def perceive(state: AgentState, ctx: AgentContext, cfg: Configuration) -> dict[s
             boxes=data["boxes"][:MAX_BOXES],
             caption=data["caption"],
             attributes=data["attributes"],
+            findings=data.get("findings"),
             model=data["model"],
             size=[int(s) for s in getattr(image, "shape", ())[:2]],
             heatmap=None,

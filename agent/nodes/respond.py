@@ -81,10 +81,24 @@ def _diagnosis_text(state: AgentState, t: Mapping[str, str], *, differential_onl
     return parts
 
 
+def _image_first(state: AgentState, t: Mapping[str, str]) -> list[str]:
+    """What the image shows, said before the differential (or why the image was not read)."""
+    text_only = (state.get("gate") or {}).get("text_only")
+    if text_only:
+        return [fill(t["text_only"], reasons=text_only)]
+    out = []
+    for f in state.get("findings") or []:
+        if f.get("id") and f.get("accepted", True) and f.get("findings") and f.get("caption"):
+            out.append(fill(t["image_first"], caption=f["caption"], cite=f["id"]))
+    return out
+
+
 def _findings_text(state: AgentState, t: Mapping[str, str]) -> list[str]:
     out = []
     for f in state.get("findings") or []:
         if f.get("id") and f.get("accepted", True):
+            if f.get("findings") and f.get("caption"):
+                continue  # already said first (_image_first)
             score = f.get("anomaly_score")
             out.append(
                 fill(
@@ -206,15 +220,17 @@ def _followup_text(state: AgentState, t: Mapping[str, str]) -> list[str]:
     return parts
 
 
-def compose(state: AgentState, cfg: Configuration) -> tuple[str, list[str]]:
-    """The answer text and the ids it cites."""
+def compose(
+    state: AgentState, cfg: Configuration, questions: Sequence[Mapping[str, str]] = ()
+) -> tuple[str, list[str]]:
+    """The answer text and the ids it cites (``questions`` end a diagnostic answer)."""
     t = templates(cfg.language)
     intent = (state.get("intent") or {}).get("name", "diagnosis")
     gate = state.get("gate") or {}
     if intent == "offdomain":
         nearest = (state.get("intent") or {}).get("nearest", "")
         parts = [fill(t["offdomain"], question=_short(state.get("question"), 120), nearest=nearest)]
-    elif state.get("abstained") and gate and not gate.get("accepted", True):
+    elif state.get("abstained") and gate and not gate.get("accepted", True) and not gate.get("text_only"):
         reasons = (
             (state.get("abstain_reason") or "")
             .removeprefix("The input gate rejected the images: ")
@@ -244,12 +260,55 @@ def compose(state: AgentState, cfg: Configuration) -> tuple[str, list[str]]:
     elif intent == "followup":
         parts = _followup_text(state, t)
     elif intent == "differential":
-        parts = _diagnosis_text(state, t, differential_only=True)
+        parts = _image_first(state, t) + _diagnosis_text(state, t, differential_only=True)
     else:
-        parts = _diagnosis_text(state, t) + _findings_text(state, t)
+        parts = _image_first(state, t) + _diagnosis_text(state, t) + _findings_text(state, t)
+    parts += _questions_text(questions, cfg.language)
     parts.append(t["disclaimer"])
     text = " ".join(p.strip() for p in parts if p and p.strip())
     return text, list(dict.fromkeys(_IDS.findall(text)))
+
+
+def pending_questions(state: AgentState, cfg: Configuration) -> list[dict[str, str]]:
+    """Questions for the user when a diagnostic turn on a new case abstains with few findings
+    (:mod:`agent.questions`)."""
+    intent = (state.get("intent") or {}).get("name", "diagnosis")
+    gate = state.get("gate") or {}
+    if (
+        intent not in ("diagnosis", "differential")
+        or not state.get("abstained")
+        or state.get("followup")
+        or gate.get("blocked")
+        or not state.get("candidates")
+    ):
+        return []
+    from agent.questions import choose_questions
+
+    # only what the image model states counts as a finding here; its low-confidence cues are no answer
+    stated = [
+        str(t["value"])
+        for f in state.get("findings") or []
+        if f.get("accepted", True)
+        for t in (f.get("findings") or {}).get("terms") or []
+        if t.get("stated")
+    ]
+    return choose_questions(
+        state.get("candidates") or [],
+        state.get("evidence") or [],
+        history=state.get("history") or state.get("case_text") or "",
+        captions=state.get("captions") or [],
+        image_terms=stated,
+        language=cfg.language,
+    )
+
+
+def _questions_text(questions: Sequence[Mapping[str, str]], language: str) -> list[str]:
+    if not questions:
+        return []
+    from agent.questions import question_templates
+
+    lead = question_templates(language)["lead"]
+    return [lead + " " + " ".join(f"({i}) {q['question']}" for i, q in enumerate(questions, start=1))]
 
 
 def citation_table(state: AgentState, ids: Sequence[str]) -> list[dict[str, Any]]:
@@ -299,7 +358,8 @@ def citation_table(state: AgentState, ids: Sequence[str]) -> list[dict[str, Any]
 @traced("respond", reads=("intent", "differential", "abstained", "findings", "change"))
 def respond(state: AgentState, ctx: AgentContext, cfg: Configuration) -> dict[str, Any]:
     """Composes the answer (module docstring) and records the turn."""
-    text, ids = compose(state, cfg)
+    questions = pending_questions(state, cfg)
+    text, ids = compose(state, cfg, questions)
     intent = (state.get("intent") or {}).get("name", "diagnosis")
     reused = bool(state.get("followup")) and intent not in ("offdomain", "literature")
     differential = state.get("differential") or []
@@ -320,6 +380,7 @@ def respond(state: AgentState, ctx: AgentContext, cfg: Configuration) -> dict[st
         "change": (state.get("change") or {}).get("statement") if intent != "offdomain" else None,
         "citations": citation_table(state, ids) if intent != "offdomain" else [],
         "reasoner": (state.get("reasoner") or {}).get("backend", ""),
+        "questions": [dict(q) for q in questions],
         "notes": [n["text"] for n in turn_items(state, "notes")]
         + (["Answered from the case given earlier in this session."] if reused else []),
     }
@@ -331,4 +392,4 @@ def respond(state: AgentState, ctx: AgentContext, cfg: Configuration) -> dict[st
         "primary": differential[0]["diagnosis"] if differential and intent != "offdomain" else None,
         "abstained": answer["abstained"],
     }
-    return {"answer": answer, "turns": [turn]}
+    return {"answer": answer, "turns": [turn], "questions": [dict(q) for q in questions]}

@@ -118,8 +118,10 @@ class BuiltinReasoner:
             parts.append(fill(t["rationale_image"], cite=", ".join(image_ids[:3])))
             cites += image_ids[:3]
         caption_ids = [m["id"] for m in request.model_outputs if m.get("what") == "caption"]
-        if cand.features.get("perception_overlap", 0.0) > 0 and caption_ids:
-            parts.append(fill(t["rationale_model"], cite=caption_ids[0]))
+        # The image model is cited only where its finding supports the claim: the candidate's evidence names
+        # what the model confidently saw, and the candidate can be in the imaged region.
+        if cand.agreed and caption_ids and cand.region != "other":
+            parts.append(fill(t["rationale_findings"], terms=", ".join(cand.agreed[:4]), cite=caption_ids[0]))
             cites.append(caption_ids[0])
         return " ".join(p.strip() for p in parts).strip(), list(dict.fromkeys(cites))
 

@@ -26,6 +26,7 @@ from vlm.caption import (
     location_words,
 )
 from vlm.checkpoint import DEFAULT_NAME, default_checkpoint, load_checkpoint, sha256_file
+from vlm.findings import FindingsModel, findings_features, findings_sentence
 from vlm.gate import EmbeddingStats, Gate, image_statistics
 from vlm.gate_photo import PhotoClassifier
 from vlm.model.decode import decode_boxes, fuse_flipped, upsample_heat
@@ -85,6 +86,7 @@ class RawPrediction:
     size_mm: float
     embedding: np.ndarray
     trunk: np.ndarray
+    findings: np.ndarray | None = None  # finding-head features (vlm.findings.findings_features)
 
 
 def _unwrap(image: Any) -> tuple[Any, tuple[float, float] | None]:
@@ -126,6 +128,8 @@ class BuiltinVLM:
             log.warning(
                 "checkpoint %s has no gate statistics: the gate uses image statistics only", checkpoint
             )
+        block = self.meta.get("findings")
+        self.findings_model = FindingsModel.load(block, self.checkpoint.parent) if block else None
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ model passes
@@ -170,6 +174,7 @@ class BuiltinVLM:
         sizes = out["size_log_mm"].exp().cpu().numpy()
         emb = out["embedding"].cpu().numpy()
         trunk = out["features"].trunk.cpu().numpy()
+        finding_x = findings_features(out, np.stack([p.square for p in chunk]))
         result = []
         for i, p in enumerate(chunk):
             b = boxes[i]
@@ -189,6 +194,7 @@ class BuiltinVLM:
                     size_mm=float(sizes[i]),
                     embedding=emb[i].astype(np.float32),
                     trunk=trunk[i].astype(np.float32),
+                    findings=finding_x[i],
                 )
             )
         return result
@@ -252,7 +258,19 @@ class BuiltinVLM:
                 boxes.append(box)
         found = raw.anomaly >= ANOMALY_THRESHOLD or any(b.score >= ANOMALY_THRESHOLD for b in boxes)
         attributes = self._attributes(raw, boxes, spacing) if found else None
-        caption = compose_caption(raw.anomaly, boxes, attributes, raw.prepared.gray, pixel_spacing=spacing)
+        findings = (
+            self.findings_model.predict(raw.findings)[0]
+            if self.findings_model is not None and raw.findings is not None
+            else None
+        )
+        caption = compose_caption(
+            raw.anomaly,
+            boxes,
+            attributes,
+            raw.prepared.gray,
+            pixel_spacing=spacing,
+            findings=findings_sentence(findings) if findings is not None else None,
+        )
         return ImageAnalysis(
             gate=gate,
             anomaly_score=raw.anomaly,
@@ -262,6 +280,7 @@ class BuiltinVLM:
             caption=caption,
             embedding=raw.embedding,
             model=self.name,
+            findings=findings,
         )
 
     def _gated(self, gate: GateResult) -> ImageAnalysis:

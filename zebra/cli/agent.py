@@ -190,12 +190,22 @@ def fit_cmd(
     limit: int | None = typer.Option(None, "--limit", min=10, help="Use only the first N cases."),
     verify: bool = typer.Option(True, "--verify/--no-verify", help="SHA-256-check the bundle files."),
     threads: int | None = typer.Option(1, "--threads", min=0, help="Torch CPU threads (0: leave as is)."),
+    settings: str = typer.Option(
+        "text,history,image",
+        "--settings",
+        help="Input settings of the rows: text (history + captions), history, image (history + images).",
+    ),
+    vlm: str = typer.Option("builtin", "--vlm", help="VLM spec for the image setting."),
 ) -> None:
     """Fit and calibrate the builtin reasoner on a training split (leave-one-out retrieval); prints a summary."""
-    from agent.fit import fit
+    from agent.fit import FIT_SETTINGS, fit
+
+    chosen = tuple(s.strip() for s in settings.split(",") if s.strip())
+    if not chosen or set(chosen) - set(FIT_SETTINGS):
+        raise typer.BadParameter(f"settings must be among {', '.join(FIT_SETTINGS)}", param_hint="--settings")
 
     _set_threads(threads)
-    command = f"zebra agent fit --bundle {bundle} --medpix {medpix} --split {split} --out {out}"
+    command = f"zebra agent fit --bundle {bundle} --medpix {medpix} --split {split} --out {out} --settings {settings}"
     payload = fit(
         bundle,
         medpix,
@@ -206,6 +216,8 @@ def fit_cmd(
         progress=True,
         command=command,
         verify=verify,
+        settings=chosen,
+        vlm_spec=vlm,
     )
     summary = {
         "out": str(out),
@@ -227,7 +239,11 @@ def eval_cmd(
     ),
     medpix: Path | None = typer.Option(None, "--medpix", help="MedPix 2.0 folder (every case of --split)."),
     split: str = typer.Option("dev", "--split", help="MedPix split with --medpix."),
-    settings: str = typer.Option("text,images,all", "--settings", help="Input settings: text, images, all."),
+    settings: str = typer.Option(
+        "text,images,all",
+        "--settings",
+        help="Input settings: history, text, images, dialogue (images + one simulated reply), all, report.",
+    ),
     vlm: str | None = typer.Option(None, "--vlm", help="VLM spec."),
     reasoner: str | None = typer.Option(None, "--reasoner", help="Reasoner spec."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Evaluate only the first N cases."),
@@ -259,6 +275,8 @@ def eval_cmd(
         details_path=details,
         progress=True,
     )
+    rows = result.pop("_rows", {})
+    result["comparisons"] = compare_settings(rows, k=int(result.get("k", 5)))
     result.update(
         {
             "source": str(data or medpix),
@@ -271,6 +289,48 @@ def eval_cmd(
         }
     )
     typer.echo(json.dumps(result, indent=2))
+
+
+#: Setting pairs compared case by case (A, B): what adding the image, and the reply, changes.
+COMPARED: tuple[tuple[str, str], ...] = (("images", "history"), ("dialogue", "images"), ("all", "text"))
+
+
+def compare_settings(rows: dict[str, list[dict[str, Any]]], *, k: int = 5) -> dict[str, Any]:
+    """Paired case-level bootstrap (eval.bootstrap) of top-1 / top-k differences between settings, on the cases
+    both settings ran."""
+    import numpy as np
+
+    from eval.bootstrap import paired_bootstrap
+
+    out: dict[str, Any] = {}
+    for a, b in COMPARED:
+        if a not in rows or b not in rows:
+            continue
+        rb = {r["case_id"]: r for r in rows[b]}
+        pairs = [(r, rb[r["case_id"]]) for r in rows[a] if r["case_id"] in rb]
+        if not pairs:
+            continue
+
+        def stat(side: int, pairs: list = pairs) -> Any:
+            def f(idx: np.ndarray) -> dict[str, float]:
+                picked = [pairs[i][side] for i in idx]
+                hit = [(r["agent_rank"] or 10**9) for r in picked]
+                return {
+                    "top1": float(np.mean([h <= 1 for h in hit])),
+                    f"top{k}": float(np.mean([h <= k for h in hit])),
+                }
+
+            return f
+
+        full = np.arange(len(pairs))
+        diff = {key: round(stat(0)(full)[key] - stat(1)(full)[key], 4) for key in ("top1", f"top{k}")}
+        ci = paired_bootstrap(len(pairs), stat(0), stat(1))
+        out[f"{a}-{b}"] = {
+            "n_cases": len(pairs),
+            "difference": diff,
+            "ci95": {key: [round(v, 4) for v in val] if val else None for key, val in ci.items()},
+        }
+    return out
 
 
 @agent_app.command("trace")

@@ -1,4 +1,4 @@
-"""CLI commands of the anomaly-aware VLM: ``zebra analyze``, ``zebra vlm train|eval|build-default|refit-gate|info`` and
+"""CLI commands of the anomaly-aware VLM: ``zebra analyze``, ``zebra vlm train|eval|build-default|refit-gate|fit-findings|info`` and
 ``zebra bench vlm``."""
 
 from __future__ import annotations
@@ -188,15 +188,20 @@ def eval_cmd(
     limit: int | None = typer.Option(
         None, "--limit", min=1, help="Evaluate at most N images per --data set."
     ),
+    findings: Path | None = typer.Option(
+        None, "--findings", help="MedPix 2.0 folder: finding heads and caption term F1 on real captions."
+    ),
+    findings_split: str = typer.Option("dev", "--findings-split", help="MedPix split for --findings."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
 ) -> None:
-    """mAP@0.3/0.5, pointing game and anomaly AUROC on --data; change accuracy on --pairs; retrieval recall."""
+    """mAP@0.3/0.5, pointing game and anomaly AUROC on --data; change accuracy on --pairs; retrieval recall;
+    finding-head accuracy and caption term F1 against the real MedPix captions (--findings)."""
     from vlm.eval.run import evaluate_detection, evaluate_pairs, evaluate_retrieval
     from vlm.registry import create_vlm
     from zebra.config import get_settings
 
-    if not data and not pairs and retrieval is None:
-        raise ConfigError("Nothing to evaluate.", hint="Pass --data, --pairs and/or --retrieval.")
+    if not data and not pairs and retrieval is None and findings is None:
+        raise ConfigError("Nothing to evaluate.", hint="Pass --data, --pairs, --retrieval and/or --findings.")
     backend = create_vlm(_vlm_spec(vlm), device=get_settings().models.device)
     report: dict[str, Any] = {"model": backend.name}
     progress = not as_json
@@ -211,7 +216,33 @@ def eval_cmd(
         report["retrieval"] = evaluate_retrieval(
             checkpoint, retrieval, cache_dir=get_settings().data_dir / "cache" / "vlm"
         )
+    if findings is not None:
+        report["findings"] = findings_report(backend, findings, findings_split, progress=progress)
     _echo_json(report)
+
+
+def findings_report(backend: Any, medpix: Path, split: str, *, progress: bool = False) -> dict[str, Any]:
+    """Finding heads and captions on real MedPix images, with the caption's clinical-term F1 (the evaluation
+    package's vocabulary, micro-averaged) against the real captions."""
+    from eval.metrics.terms import default_vocabulary, extract_terms, f1_from_counts, term_counts
+    from vlm.eval.findings_eval import caption_pairs, evaluate_findings
+
+    report = evaluate_findings(backend, medpix, split=split, progress=progress)
+    predictions, references = caption_pairs(report)
+    vocab = default_vocabulary()
+    tp = fp = fn = 0
+    for pred, ref in zip(predictions, references, strict=True):
+        a, b, c = term_counts(extract_terms(pred, vocab), extract_terms(ref, vocab))
+        tp, fp, fn = tp + a, fp + b, fn + c
+    report["caption_term_f1"] = {
+        "f1": round(f1_from_counts(tp, fp, fn) or 0.0, 4),
+        "precision": round(tp / (tp + fp), 4) if tp + fp else None,
+        "recall": round(tp / (tp + fn), 4) if tp + fn else None,
+        "n_captions": len(predictions),
+        "vocabulary": "eval.metrics.terms (radiology terms + HPO), micro-averaged",
+    }
+    report["examples"] = report.pop("pairs")[:5]
+    return report
 
 
 @vlm_app.command("build-default")
@@ -267,6 +298,25 @@ def refit_gate_cmd(
 
     block = refit_gate(checkpoint, work, seed=seed)
     _echo_json({"threshold": block["threshold"], "info": block["info"]})
+
+
+@vlm_app.command("fit-findings")
+def fit_findings_cmd(
+    medpix: Path = typer.Option(..., "--medpix", help="MedPix 2.0 folder (Descriptions.json, images/)."),
+    checkpoint: Path | None = typer.Option(
+        None, "--checkpoint", help="The .safetensors checkpoint (default: the shipped one); updated in place."
+    ),
+    split: str = typer.Option("train", "--split", help="Training split (dev/test are refused)."),
+) -> None:
+    """Fit the finding heads (modality, sequence, plane, appearance and site terms) on MedPix train images."""
+    from vlm.backends.builtin import BuiltinVLM
+    from vlm.checkpoint import default_checkpoint
+    from vlm.train.findings import fit_findings, write_findings
+
+    ckpt = checkpoint or default_checkpoint()
+    model = fit_findings(BuiltinVLM(ckpt), medpix, split=split)
+    block = write_findings(ckpt, model)
+    _echo_json({k: {kk: vv for kk, vv in v.items() if kk != "positives"} for k, v in block["cv"].items()})
 
 
 @vlm_app.command("info")
