@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import socket
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -127,3 +130,48 @@ def web():
     from types import SimpleNamespace
 
     return SimpleNamespace(sign_in=sign_in, png_bytes=png_bytes, upload=upload, PASSWORD=PASSWORD)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Any], str]]:
+    """Starts an app under uvicorn on a free loopback port; returns its base URL. Servers stop at teardown."""
+    import uvicorn
+
+    servers: list[tuple[Any, threading.Thread]] = []
+
+    def start(app: Any) -> str:
+        port = _free_port()
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        deadline = time.monotonic() + 30
+        while not server.started:
+            if time.monotonic() > deadline or not thread.is_alive():
+                pytest.fail("uvicorn did not start")
+            time.sleep(0.02)
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for server, _thread in servers:
+        server.should_exit = True
+    for _server, thread in servers:
+        thread.join(timeout=15)
+
+
+@pytest.fixture
+def loopback() -> Callable[..., Any]:
+    """``loopback(url, address="127.0.0.1")``: an httpx client whose connections come from ``address``."""
+    import httpx
+
+    def make(url: str, address: str = "127.0.0.1", **kwargs: Any) -> httpx.Client:
+        transport = httpx.HTTPTransport(local_address=address)
+        return httpx.Client(base_url=url, transport=transport, timeout=30, **kwargs)
+
+    return make

@@ -21,10 +21,11 @@ from zebra.errors import ZebraError
 from zebra.web.agent_adapter import AgentAdapter, AgentFactory, default_agent_factory
 from zebra.web.context import AppContext
 from zebra.web.errors import RateLimitedError, StudyNotReadyError, status_for
-from zebra.web.middleware import SecurityMiddleware
+from zebra.web.middleware import MAX_JSON_BODY, SecurityMiddleware
 from zebra.web.overlays import OverlayStore
 from zebra.web.ratelimit import LoginThrottle
 from zebra.web.routes import auth, sessions, studies
+from zebra.web.uploads import body_allowance
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ def create_app(
     agent_concurrency: int = 1,
     intake_timeout_s: float = 120.0,
     migrate: bool = True,
+    max_body_bytes: int | None = None,
 ) -> FastAPI:
     """Builds the web app: API, page, security middleware. Nothing global: every call is independent.
 
@@ -106,6 +108,9 @@ def create_app(
         agent_concurrency: Questions answered at once.
         intake_timeout_s: Longest parse of one upload.
         migrate: Bring the database schema to head first.
+        max_body_bytes: Largest request body except uploads, counted as it is received; when ``None``,
+            ``settings.server.max_body_bytes`` if that setting exists, else 1 MiB. Uploads may be as large
+            as ``server.max_upload_bytes`` plus their multipart framing.
 
     Returns:
         The ASGI application.
@@ -160,5 +165,11 @@ def create_app(
         return FileResponse(STATIC_DIR / "docs.html", headers={"Cache-Control": "no-cache"})
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    app.add_middleware(SecurityMiddleware, store=store)
+    server = settings.server
+    app.add_middleware(
+        SecurityMiddleware,
+        store=store,
+        max_body_bytes=max_body_bytes or getattr(server, "max_body_bytes", MAX_JSON_BODY),
+        max_upload_body_bytes=body_allowance(server.max_upload_bytes, server.max_upload_files),
+    )
     return app

@@ -1,8 +1,12 @@
-"""ASGI middleware: security headers on every response, and the authentication gate in front of ``/api``.
+"""ASGI middleware: security headers on every response, the request body limit, and the authentication gate.
 
 The gate is structural, so a route added later is protected without anyone remembering to: every path under
 ``/api/`` (and ``/openapi.json``) needs a valid token except the sign-in route. Requests authenticated by the
 session cookie must also carry the CSRF header when they change state.
+
+The body limit is structural too: every request's body is counted as it is received (``Content-Length`` is
+only an early answer; a chunked body has none), and once it passes the limit the request gets 413 and the
+app reads nothing more. Uploads (:data:`LARGE_BODY_PATHS`) have their own, larger limit.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import anyio.to_thread
+from starlette.exceptions import HTTPException
 
 from store import Store
 from zebra.web.auth import CSRF_HEADER, SESSION_COOKIE, AuthedUser, csrf_matches, resolve_token
@@ -25,9 +30,10 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-#: Largest body of any request except uploads (JSON bodies are small; uploads check their own limits).
+#: Largest body of any request except uploads, by default (JSON bodies are small).
 MAX_JSON_BODY = 1024 * 1024
-#: Paths whose bodies may be larger (they stream and enforce ``server.max_upload_bytes`` themselves).
+#: Paths whose bodies may be larger: up to the upload limit given to :class:`SecurityMiddleware` (they also
+#: enforce ``server.max_upload_bytes`` on the file content themselves).
 LARGE_BODY_PATHS: frozenset[str] = frozenset({"/api/studies"})
 #: Paths that need no credentials under the protected prefixes.
 PUBLIC_API_PATHS: frozenset[str] = frozenset({"/api/auth/login"})
@@ -69,6 +75,27 @@ def _content_length(scope: Scope) -> int:
     return 0
 
 
+class BodyTooLargeError(HTTPException):
+    """Raised from ``receive`` once a request body passes its limit (the middleware answers 413).
+
+    An ``HTTPException``, so FastAPI's body parsing passes it on instead of turning it into a 400.
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, "The request body is too large.")
+        self.limit = limit
+
+
+async def send_too_large(send: Send, limit: int, *, close: bool = False) -> None:
+    """Answers 413; ``close`` asks the server to drop the connection (the rest of the body is never read)."""
+    await send_json(
+        send,
+        413,
+        {"error": "The request body is too large.", "hint": f"Keep it under {limit} bytes."},
+        [(b"connection", b"close")] if close else [],
+    )
+
+
 def _cookie(header: str, name: str) -> str | None:
     for part in header.split(";"):
         key, sep, value = part.strip().partition("=")
@@ -103,16 +130,33 @@ async def send_json(
 
 
 class SecurityMiddleware:
-    """Adds security headers and enforces authentication and CSRF (module docstring).
+    """Adds security headers, limits request bodies, and enforces authentication and CSRF (module docstring).
 
     Args:
         app: The wrapped ASGI app.
         store: Where tokens are looked up.
+        max_body_bytes: Largest request body, counted as received, except on :data:`LARGE_BODY_PATHS`.
+        max_upload_body_bytes: Largest body on :data:`LARGE_BODY_PATHS` (the whole multipart body).
     """
 
-    def __init__(self, app: ASGIApp, *, store: Store) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        store: Store,
+        max_body_bytes: int = MAX_JSON_BODY,
+        max_upload_body_bytes: int | None = None,
+    ) -> None:
         self.app = app
         self.store = store
+        self.max_body_bytes = int(max_body_bytes)
+        self.max_upload_body_bytes = int(
+            max_upload_body_bytes if max_upload_body_bytes is not None else max_body_bytes
+        )
+
+    def body_limit(self, path: str) -> int:
+        """The most bytes a request body to ``path`` may have."""
+        return self.max_upload_body_bytes if path in LARGE_BODY_PATHS else self.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -129,19 +173,63 @@ class SecurityMiddleware:
             await send(message)
 
         path = scope.get("path", "")
-        if path not in LARGE_BODY_PATHS and _content_length(scope) > MAX_JSON_BODY:
-            await send_json(
-                send_with_headers,
-                413,
-                {"error": "The request body is too large.", "hint": f"Keep it under {MAX_JSON_BODY} bytes."},
-            )
+        limit = self.body_limit(path)
+        if _content_length(scope) > limit:
+            await send_too_large(send_with_headers, limit)
             return
         if needs_auth(path):
             user = await self._authenticate(scope, send_with_headers)
             if user is None:
                 return
             scope.setdefault("state", {})["user"] = user
-        await self.app(scope, receive, send_with_headers)
+        await self._call_limited(scope, receive, send_with_headers, limit)
+
+    async def _call_limited(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        """Runs the app with a ``receive`` that counts body bytes and stops at ``limit``.
+
+        Once the limit is passed, ``receive`` raises :class:`BodyTooLargeError` and keeps doing so; whatever
+        the app then answers (or raises) is replaced by one 413, unless its response had already started.
+        """
+        received = 0
+        rejected = False
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received, rejected
+            if rejected:
+                raise BodyTooLargeError(limit)
+            message = await receive()
+            if message.get("type") == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    rejected = True
+                    raise BodyTooLargeError(limit)
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if rejected:
+                # The app's own answer (to the exception, or whatever it made of it) is replaced by ours.
+                if not started and message.get("type") == "http.response.start":
+                    started = True
+                    await send_too_large(send, limit, close=True)
+                return
+            if message.get("type") == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if not rejected:
+                raise
+            log.info("request body over the limit of %d bytes: 413", limit)
+            if not started:
+                started = True
+                await send_too_large(send, limit, close=True)
+            return
+        if rejected and not started:
+            await send_too_large(send, limit, close=True)
 
     async def _authenticate(self, scope: Scope, send: Send) -> AuthedUser | None:
         headers = _headers(scope)

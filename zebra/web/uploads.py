@@ -155,6 +155,11 @@ class _Receiver:
             self._fh = None
 
 
+def body_allowance(max_bytes: int, max_files: int) -> int:
+    """Most bytes of a whole upload body: the file content limit plus the multipart framing of each part."""
+    return max_bytes + 1024 * (max_files + MAX_FIELDS) + 65536
+
+
 async def receive_upload(request: Request, dest: Path, *, max_bytes: int, max_files: int) -> ReceivedUpload:
     """Streams a multipart request body to ``dest`` (an empty folder), enforcing the limits as it goes.
 
@@ -175,8 +180,7 @@ async def receive_upload(request: Request, dest: Path, *, max_bytes: int, max_fi
             "Expected a multipart/form-data upload.",
             hint="Send the files as form fields named 'files' (curl -F files=@image.dcm).",
         )
-    # The framing adds a few hundred bytes per part: allow for it when judging by Content-Length.
-    allowance = max_bytes + 1024 * (max_files + MAX_FIELDS) + 65536
+    allowance = body_allowance(max_bytes, max_files)
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > allowance:
         raise PayloadTooLargeError(
