@@ -186,7 +186,7 @@ def test_throttle_backoff_grows():
         waits.append(info.value.retry_after)
         now[0] += 100
     assert waits == sorted(waits) and waits[-1] > waits[0]
-    t.success("eve")
+    t.success("1.2.3.4", "eve")
     t.check("1.2.3.4", "eve")  # cleared by the success
     t.check("5.6.7.8", "frank")
 

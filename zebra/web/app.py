@@ -20,10 +20,10 @@ from zebra.config import Settings, get_settings
 from zebra.errors import ZebraError
 from zebra.web.agent_adapter import AgentAdapter, AgentFactory, default_agent_factory
 from zebra.web.context import AppContext
-from zebra.web.errors import RateLimitedError, StudyNotReadyError, status_for
+from zebra.web.errors import RateLimitedError, ServerBusyError, StudyNotReadyError, status_for
 from zebra.web.middleware import MAX_JSON_BODY, SecurityMiddleware
 from zebra.web.overlays import OverlayStore
-from zebra.web.ratelimit import LoginThrottle
+from zebra.web.ratelimit import LoginThrottle, PasswordCheckSlots
 from zebra.web.routes import auth, sessions, studies
 from zebra.web.uploads import body_allowance
 
@@ -48,7 +48,11 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ZebraError)
     async def zebra_error(_request: Request, exc: ZebraError) -> JSONResponse:
         status = status_for(exc)
-        retry_after = exc.retry_after if isinstance(exc, (RateLimitedError, StudyNotReadyError)) else None
+        retry_after = (
+            exc.retry_after
+            if isinstance(exc, (RateLimitedError, StudyNotReadyError, ServerBusyError))
+            else None
+        )
         headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
         if status >= 500:
             log.error("request failed: %s", type(exc).__name__)
@@ -93,6 +97,7 @@ def create_app(
     agent_factory: AgentFactory | None = None,
     store: Store | None = None,
     throttle: LoginThrottle | None = None,
+    password_checks: PasswordCheckSlots | None = None,
     agent_concurrency: int = 1,
     intake_timeout_s: float = 120.0,
     migrate: bool = True,
@@ -104,7 +109,9 @@ def create_app(
         settings: Zebra's settings (``get_settings()`` when ``None``): data directory, store, limits.
         agent_factory: Builds the diagnostic agent on first question; ``agent.api.Agent`` when ``None``.
         store: The database; from ``settings`` when ``None``.
-        throttle: Sign-in throttling; 5 failures per user name, 20 per address, then exponential backoff.
+        throttle: Sign-in throttling; by default 5 failures per (user name, address), 20 per user name from
+            addresses with failures, 20 per address, then exponential backoff (``zebra.web.ratelimit``).
+        password_checks: Cap on password checks at once, server-wide; by default 4, waiting up to 10 s.
         agent_concurrency: Questions answered at once.
         intake_timeout_s: Longest parse of one upload.
         migrate: Bring the database schema to head first.
@@ -129,6 +136,7 @@ def create_app(
         store=store,
         agent=AgentAdapter(agent_factory or default_agent_factory(settings), concurrency=agent_concurrency),
         throttle=throttle or LoginThrottle(),
+        password_checks=password_checks or PasswordCheckSlots(),
         overlays=OverlayStore(data_dir / "web", search_roots=roots),
         salt=load_or_create_salt(data_dir),
         intake_timeout_s=intake_timeout_s,

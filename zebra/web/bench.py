@@ -12,6 +12,7 @@ import io
 import json
 import logging
 import os
+import random
 import secrets
 import socket
 import subprocess
@@ -197,6 +198,15 @@ async def _user(url: str, name: str, password: str, index: int, deadline: float,
         r = await client.post(
             "/api/auth/login", json={"username": name, "password": password, "bearer": True}
         )
+        for _ in range(60):
+            # Many users signing in at once from one address meet the sign-in limits (attempts in flight per
+            # address, password checks at once): wait as told and try again, like a patient client.
+            if r.status_code not in (429, 503):
+                break
+            await asyncio.sleep(float(r.headers.get("retry-after", "1")) * (0.5 + random.random()))
+            r = await client.post(
+                "/api/auth/login", json={"username": name, "password": password, "bearer": True}
+            )
         if r.status_code != 200:
             stats.error(f"login:{r.status_code}")
             return

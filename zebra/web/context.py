@@ -16,7 +16,7 @@ from zebra.web.agent_adapter import AgentAdapter
 from zebra.web.auth import AuthedUser
 from zebra.web.errors import AuthenticationError
 from zebra.web.overlays import OverlayStore
-from zebra.web.ratelimit import LoginThrottle
+from zebra.web.ratelimit import LoginThrottle, PasswordCheckSlots
 from zebra.web.uploads import PendingUploads
 
 
@@ -29,6 +29,7 @@ class AppContext:
         store: The database.
         agent: The diagnostic agent behind its adapter.
         throttle: Sign-in rate limiting.
+        password_checks: Cap on password checks running at once, server-wide.
         overlays: Heatmap/box overlays and evidence thumbnails.
         salt: The de-identification salt (read once).
         intake_timeout_s: Longest time one upload may take to parse.
@@ -45,6 +46,7 @@ class AppContext:
     throttle: LoginThrottle
     overlays: OverlayStore
     salt: bytes
+    password_checks: PasswordCheckSlots = field(default_factory=PasswordCheckSlots)
     intake_timeout_s: float = 120.0
     intake_slots: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(2))
     images_per_question: int = 4

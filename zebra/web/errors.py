@@ -81,6 +81,16 @@ class StudyNotReadyError(WebError):
         self.retry_after = max(1, int(retry_after))
 
 
+class ServerBusyError(WebError):
+    """Too many sign-ins are being checked at once; ``retry_after`` says how many seconds to wait."""
+
+    status_code = 503
+
+    def __init__(self, message: str, *, hint: str | None = None, retry_after: int = 1) -> None:
+        super().__init__(message, hint=hint)
+        self.retry_after = max(1, int(retry_after))
+
+
 class UploadTimeoutError(WebError, IntakeError):
     """Parsing an upload took longer than allowed."""
 

@@ -42,24 +42,31 @@ def _check_password(ctx: AppContext, username: str, password: str) -> tuple[int,
 @router.post(
     "/auth/login",
     response_model=LoginResponse,
-    responses={429: {"model": ErrorBody}},
+    responses={429: {"model": ErrorBody}, 503: {"model": ErrorBody}},
     summary="Sign in",
     description=(
         "Checks the password (Argon2id). By default sets the HttpOnly, SameSite=Strict session cookie and a "
         "readable CSRF cookie, and returns the CSRF token to send in `X-CSRF-Token` on POST/PATCH/DELETE. "
         "With `bearer: true` returns a token for `Authorization: Bearer` instead (no cookies, no CSRF). "
-        "Failed attempts are throttled per address and per user name (429 with Retry-After)."
+        "Failed attempts are throttled per (user name, address), per user name and per address (429 with "
+        "Retry-After), counting attempts in progress; when too many passwords are being checked at once, "
+        "503 with Retry-After."
     ),
 )
 async def login(body: LoginRequest, request: Request, response: Response) -> LoginResponse:
     ctx = get_context(request)
-    ip = _client_ip(request)
-    ctx.throttle.check(ip, body.username)
-    found = await run_in_threadpool(_check_password, ctx, body.username, body.password)
-    if found is None:
-        ctx.throttle.failure(ip, body.username)
-        raise AuthenticationError("Wrong user name or password.", hint="Check both and try again.")
-    ctx.throttle.success(body.username)
+    # A slot is reserved before the slow password check and the outcome recorded after it, so concurrent
+    # attempts count against the limits while they are checked; then a server-wide cap on checks at once.
+    attempt = ctx.throttle.begin(_client_ip(request), body.username)
+    try:
+        async with ctx.password_checks.slot():
+            found = await run_in_threadpool(_check_password, ctx, body.username, body.password)
+        if found is None:
+            attempt.failure()
+            raise AuthenticationError("Wrong user name or password.", hint="Check both and try again.")
+        attempt.success()
+    finally:
+        attempt.cancel()  # no-op after failure/success; releases the slot when no password was checked
     user_id, username, is_admin = found
     ttl = ctx.settings.server.session_ttl_hours
     token, expires = await run_in_threadpool(issue_token, ctx.store, user_id, ttl)
