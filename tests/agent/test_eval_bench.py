@@ -69,3 +69,37 @@ def test_bench_reports_percentiles(make_agent) -> None:
     result = run_bench(make_agent(), 3)
     assert result["n"] == 3 and 0 < result["p50_s"] <= result["p95_s"] <= result["max_s"]
     assert {"retrieve", "reason", "verify"} <= set(result["per_node_p50_s"])
+
+
+def test_dialogue_setting_replies_with_the_findings_sentences(make_agent, scan) -> None:
+    from agent.evaluate import EvalCase, evaluate
+
+    findings = "The mass is extra-axial and dural based with a dural tail. Patient is otherwise well."
+    cases = [EvalCase("1", "Headaches.", [], "Meningioma", [("s.png", lambda: scan)], findings)]
+    out = evaluate(make_agent(abstain_threshold=1.0), cases, settings=["images", "dialogue"])
+    rows = out["_rows"]
+    first, talk = rows["images"][0], rows["dialogue"][0]
+    assert first["asked"] == [] and not first["replied"]  # only the dialogue setting answers questions
+    assert talk["asked"] and talk["replied"]
+    assert out["settings"]["dialogue"]["agent"]["asked_rate"] == 1.0
+    # the fake VLM's image is of the head: every entry is consistent with it
+    assert out["settings"]["images"]["agent"]["region_consistent"] == 1.0
+    assert talk["regions"] is not None and "other" not in talk["regions"]
+
+
+def test_compare_settings_is_paired_on_shared_cases() -> None:
+    from zebra.cli.agent import compare_settings
+
+    def row(case: str, rank: int | None) -> dict:
+        return {"case_id": case, "agent_rank": rank}
+
+    rows = {
+        "history": [row("a", None), row("b", 2), row("c", 1), row("x", 1)],
+        "images": [row("a", 3), row("b", 2), row("c", None)],
+    }
+    out = compare_settings(rows, k=5)["images-history"]
+    assert out["n_cases"] == 3  # "x" ran only with history
+    # top-5: images hit a, b (2/3); history hit b, c (2/3); top-1: 0/3 vs 1/3
+    assert out["difference"] == {"top1": round(-1 / 3, 4), "top5": 0.0}
+    lo, hi = out["ci95"]["top1"]
+    assert lo <= -1 / 3 <= hi <= 0.0
