@@ -77,6 +77,16 @@ class ServerSettings(BaseModel):
     max_upload_bytes: int = 256 * MiB
     max_upload_files: int = 1024
     session_ttl_hours: int = 12
+    #: Largest request body except uploads, counted on the bytes received (chunked bodies too).
+    max_body_bytes: int = 1 * MiB
+    #: Free failed sign-ins per (user name, client address), per user name (from addresses with failures of
+    #: their own), and per address, before backoff (zebra.web.ratelimit, docs/security.md).
+    login_free_failures: int = 5
+    login_free_failures_per_user: int = 20
+    login_free_failures_per_address: int = 20
+    #: Password checks at once, server-wide, and how long a sign-in waits for one before 503.
+    password_check_slots: int = 4
+    password_check_wait_s: float = 10.0
 
 
 class Settings(BaseSettings):

@@ -191,3 +191,18 @@ def test_password_check_slots():
             pass
 
     asyncio.run(scenario())
+
+
+def test_limits_come_from_the_settings(make_app) -> None:
+    app = make_app(
+        server={
+            "login_free_failures": 3,
+            "login_free_failures_per_user": 7,
+            "login_free_failures_per_address": 9,
+            "password_check_slots": 2,
+            "password_check_wait_s": 1.5,
+        }
+    )
+    ctx = app.state.zebra
+    assert ctx.throttle._free == {"pair": 3, "user": 7, "ip": 9}
+    assert ctx.password_checks.slots == 2 and ctx.password_checks.wait_s == 1.5

@@ -21,7 +21,7 @@ from zebra.errors import ZebraError
 from zebra.web.agent_adapter import AgentAdapter, AgentFactory, default_agent_factory
 from zebra.web.context import AppContext
 from zebra.web.errors import RateLimitedError, ServerBusyError, StudyNotReadyError, status_for
-from zebra.web.middleware import MAX_JSON_BODY, SecurityMiddleware
+from zebra.web.middleware import SecurityMiddleware
 from zebra.web.overlays import OverlayStore
 from zebra.web.ratelimit import LoginThrottle, PasswordCheckSlots
 from zebra.web.routes import auth, sessions, studies
@@ -109,14 +109,16 @@ def create_app(
         settings: Zebra's settings (``get_settings()`` when ``None``): data directory, store, limits.
         agent_factory: Builds the diagnostic agent on first question; ``agent.api.Agent`` when ``None``.
         store: The database; from ``settings`` when ``None``.
-        throttle: Sign-in throttling; by default 5 failures per (user name, address), 20 per user name from
-            addresses with failures, 20 per address, then exponential backoff (``zebra.web.ratelimit``).
-        password_checks: Cap on password checks at once, server-wide; by default 4, waiting up to 10 s.
+        throttle: Sign-in throttling; by default from ``settings.server`` (5 failures per (user name,
+            address), 20 per user name from addresses with failures, 20 per address, then exponential backoff:
+            ``zebra.web.ratelimit``).
+        password_checks: Cap on password checks at once, server-wide; by default from ``settings.server``
+            (4, waiting up to 10 s).
         agent_concurrency: Questions answered at once.
         intake_timeout_s: Longest parse of one upload.
         migrate: Bring the database schema to head first.
         max_body_bytes: Largest request body except uploads, counted as it is received; when ``None``,
-            ``settings.server.max_body_bytes`` if that setting exists, else 1 MiB. Uploads may be as large
+            ``settings.server.max_body_bytes`` (1 MiB by default). Uploads may be as large
             as ``server.max_upload_bytes`` plus their multipart framing.
 
     Returns:
@@ -135,8 +137,14 @@ def create_app(
         settings=settings,
         store=store,
         agent=AgentAdapter(agent_factory or default_agent_factory(settings), concurrency=agent_concurrency),
-        throttle=throttle or LoginThrottle(),
-        password_checks=password_checks or PasswordCheckSlots(),
+        throttle=throttle
+        or LoginThrottle(
+            free_failures=settings.server.login_free_failures,
+            free_failures_per_user=settings.server.login_free_failures_per_user,
+            free_failures_per_ip=settings.server.login_free_failures_per_address,
+        ),
+        password_checks=password_checks
+        or PasswordCheckSlots(settings.server.password_check_slots, settings.server.password_check_wait_s),
         overlays=OverlayStore(data_dir / "web", search_roots=roots),
         salt=load_or_create_salt(data_dir),
         intake_timeout_s=intake_timeout_s,
@@ -177,7 +185,7 @@ def create_app(
     app.add_middleware(
         SecurityMiddleware,
         store=store,
-        max_body_bytes=max_body_bytes or getattr(server, "max_body_bytes", MAX_JSON_BODY),
+        max_body_bytes=max_body_bytes or server.max_body_bytes,
         max_upload_body_bytes=body_allowance(server.max_upload_bytes, server.max_upload_files),
     )
     return app
