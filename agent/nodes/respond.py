@@ -295,7 +295,8 @@ def pending_questions(state: AgentState, cfg: Configuration) -> list[dict[str, s
     return choose_questions(
         state.get("candidates") or [],
         state.get("evidence") or [],
-        history=state.get("history") or state.get("case_text") or "",
+        # with no history, the question may describe the case ("5-month-old girl with lethargy ...")
+        history=state.get("history") or state.get("case_text") or state.get("question") or "",
         captions=state.get("captions") or [],
         image_terms=stated,
         language=cfg.language,

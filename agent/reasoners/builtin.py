@@ -117,12 +117,20 @@ class BuiltinReasoner:
         if image_ids:
             parts.append(fill(t["rationale_image"], cite=", ".join(image_ids[:3])))
             cites += image_ids[:3]
-        caption_ids = [m["id"] for m in request.model_outputs if m.get("what") == "caption"]
-        # The image model is cited only where its finding supports the claim: the candidate's evidence names
-        # what the model confidently saw, and the candidate can be in the imaged region.
-        if cand.agreed and caption_ids and cand.region != "other":
-            parts.append(fill(t["rationale_findings"], terms=", ".join(cand.agreed[:4]), cite=caption_ids[0]))
-            cites.append(caption_ids[0])
+        captions = [m for m in request.model_outputs if m.get("what") == "caption"]
+        # The image model is cited only where its output supports the claim: the candidate's evidence names a
+        # finding that the cited caption itself states (a low-confidence cue is not said, so it cannot be
+        # cited), and the candidate can be in the imaged region.
+        if cand.agreed and captions and cand.region != "other":
+            from vlm.findings import load_vocabulary
+
+            said = load_vocabulary().extract(str(captions[0].get("quote") or captions[0].get("text") or ""))
+            supported = [term for term in cand.agreed if term in said]
+            if supported:
+                parts.append(
+                    fill(t["rationale_findings"], terms=", ".join(supported[:4]), cite=captions[0]["id"])
+                )
+                cites.append(captions[0]["id"])
         return " ".join(p.strip() for p in parts).strip(), list(dict.fromkeys(cites))
 
     def differential(

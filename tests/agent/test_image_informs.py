@@ -146,7 +146,7 @@ def test_model_citation_only_where_the_finding_supports_it() -> None:
         captions=[],
         evidence=_evidence(),
         image_evidence=[],
-        model_outputs=[{"id": "M1", "what": "caption", "text": "extra-axial finding"}],
+        model_outputs=[{"id": "M1", "what": "caption", "quote": "Axial MR: extra-axial finding."}],
         candidates=candidates,
         probabilities=[0.3, 0.3, 0.3],
         null_probability=0.1,
@@ -157,6 +157,9 @@ def test_model_citation_only_where_the_finding_supports_it() -> None:
     assert "M1" not in cited["Appendicitis"] and "M1" not in cited["Glioblastoma"]
     text, _ = reasoner.rationale(candidates[0], request)
     assert "extra-axial" in text
+    # a term the caption does not state (a cue below the stated threshold) cannot be cited to it
+    request.model_outputs = [{"id": "M1", "what": "caption", "quote": "Axial MR. Focal abnormality."}]
+    assert all("M1" not in reasoner.rationale(c, request)[1] for c in candidates)
 
 
 # ------------------------------------------------------------------------------------------- the agent
@@ -325,3 +328,11 @@ def test_mpx1770_gives_intracranial_diagnoses_only(tmp_path: Path, zebra_env: Pa
     for d in answer.differential:  # a model citation only where the finding supports the entry
         if "M1" in d.citations:
             assert "image model saw" in d.rationale
+
+
+def test_no_age_question_when_the_question_gives_the_age(make_agent, scan) -> None:
+    answer = make_agent(abstain_threshold=1.0).ask(
+        "5-month-old girl brought to the ER with lethargy. What is the most likely diagnosis?", images=[scan]
+    )
+    assert answer.abstained
+    assert all(q["topic"] != "age" for q in answer.questions)
