@@ -177,6 +177,9 @@ class Agent:
 
 def prediction_from(answer: Answer, state: dict[str, Any]) -> dict[str, Any]:
     """``CasePrediction`` keyword arguments from an answer and its final state."""
+    from agent.anatomy import candidate_region
+    from agent.evidence import imaged_region
+
     differential = state.get("differential") or []
     boxes: dict[str, list[list[float]]] = {}
     captions: dict[str, str] = {}
@@ -204,5 +207,10 @@ def prediction_from(answer: Answer, state: dict[str, Any]) -> dict[str, Any]:
             ],
             "backoff": answer.backoff,
             "seconds": answer.timings.get("total"),
+            # anatomical consistency (eval.scoring's region_consistent_top5)
+            "imaged_region": imaged_region(state.get("findings") or []),
+            "regions": [
+                candidate_region(str(d["diagnosis"]), d.get("acr_codes") or []) for d in differential
+            ],
         },
     }

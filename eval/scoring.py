@@ -12,7 +12,9 @@ cases, or the shared cases of two runs, can be re-aggregated exactly:
   ``selective_risk`` = top-1 error rate among the answered cases, ``aurc``, ``cae_rate`` (among answered cases
   where both names map to ICD-10; ``cae_mapped_fraction`` says how many did), ``taxonomy_distance`` (mean ICD-10
   distance, answered and mapped cases), ``acr_region_error_rate`` (answered cases where both ACR codes are
-  known: the predicted ACR code comes from the prediction's ``extra.acr_codes``).
+  known: the predicted ACR code comes from the prediction's ``extra.acr_codes``), ``region_consistent_top5``
+  (over the cases whose prediction names an imaged region, ``extra.imaged_region``: the share of the top-5
+  entries whose region, ``extra.regions``, is not known to lie only elsewhere; the agent predictor fills both).
 
 A metric family the predictor does not declare in its ``tasks`` is ``None``; inside a declared family a
 missing answer counts (no box = AP 0, no caption = empty caption). Cases are always processed sorted by
@@ -69,6 +71,7 @@ SECONDARY: tuple[str, ...] = (
     "cae_mapped_fraction",
     "taxonomy_distance",
     "acr_region_error_rate",
+    "region_consistent_top5",
 )
 #: Per-case statistics; NaN = undefined.
 STAT_COLUMNS: tuple[str, ...] = (
@@ -99,6 +102,8 @@ STAT_COLUMNS: tuple[str, ...] = (
     "cae",
     "taxonomy_distance",
     "acr_error",
+    "region_ok",
+    "region_n",
 )
 _COL = {name: i for i, name in enumerate(STAT_COLUMNS)}
 _BLEU = [_COL[f"bleu_{k}"] for k in ("m1", "m2", "m3", "m4", "t1", "t2", "t3", "t4", "c", "r")]
@@ -196,6 +201,11 @@ def score_case(
         stats["has_truth"] = 1.0 if truth else 0.0
         stats["abstained"] = 1.0 if abstained else 0.0
         details.update(truth=truth, top1=diagnoses[0] if diagnoses else None, abstained=abstained)
+        extra = prediction.get("extra") or {}
+        if extra.get("imaged_region") and diagnoses:
+            regions = [str(r) for r in (extra.get("regions") or [])[:5]]
+            stats["region_n"] = float(len(regions))
+            stats["region_ok"] = float(sum(1 for r in regions if r != "other"))
         if truth:
             rank = hit_rank(diagnoses, truth, same, k=5)
             stats["hit_rank"] = rank
@@ -277,6 +287,9 @@ def aggregate(
             out["taxonomy_distance"] = _mean_where(dist, answered & np.isfinite(dist))
             acr = col("acr_error")[scored]
             out["acr_region_error_rate"] = _mean_where(acr, answered & np.isfinite(acr))
+            region_n = np.nansum(col("region_n"))
+            if region_n > 0:
+                out["region_consistent_top5"] = float(np.nansum(col("region_ok")) / region_n)
     return out
 
 

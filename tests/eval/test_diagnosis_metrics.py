@@ -58,3 +58,41 @@ def test_operating_point() -> None:
     )
     assert operating_point([True, True], [1, 0]) == (0.0, None)
     assert operating_point([], []) == (None, None)
+
+
+def test_region_consistency_of_the_top5_by_hand() -> None:
+    """region_consistent_top5: summed over the cases whose prediction names an imaged region."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from eval.scoring import _matrix, aggregate, score_case
+
+    rec = [SimpleNamespace(final_diagnosis="Meningioma", meta={}, gold_boxes=[], caption_text="")]
+
+    def pred(regions, imaged="head"):
+        return {
+            "diagnoses": [f"d{i}" for i in range(len(regions))],
+            "probabilities": [0.1] * len(regions),
+            "abstained": True,
+            "extra": {"imaged_region": imaged, "regions": regions},
+        }
+
+    same = lambda a, b: a == b  # noqa: E731
+    scores = [
+        score_case(
+            "a",
+            pred(["head", "other", "unknown", "head", "head", "other"]),
+            rec,
+            same=same,
+            tasks=["diagnosis"],
+        ),
+        score_case("b", pred(["head", "systemic"]), rec, same=same, tasks=["diagnosis"]),
+        score_case(
+            "c", pred(["other"], imaged=None), rec, same=same, tasks=["diagnosis"]
+        ),  # no image: not counted
+    ]
+    out = aggregate(_matrix(scores), ["diagnosis"])
+    # top-5 of a: 4 of 5 consistent; b: 2 of 2 -> 6 / 7
+    assert np.isclose(out["region_consistent_top5"], 6 / 7)
+    assert aggregate(_matrix(scores[2:]), ["diagnosis"])["region_consistent_top5"] is None
