@@ -15,8 +15,13 @@ any pixel is looked at, with a reason that names what the header says:
   The neck alone (``NECK``, ``CSPINE``, ``THYROID``) is not a head part. Placeholders (``UNKNOWN``,
   ``OTHER``, ``-``) count as absent.
 
+* **Field of view** (Pixel Spacing x Rows / Columns) wider than :data:`MAX_HEAD_FOV_MM` in either direction:
+  an adult head is about 150 mm wide and 200 mm long, and head CT and MR protocols use fields of view of about
+  180-260 mm (up to about 300 mm with the neck); chest, abdomen and pelvis are imaged with 320-500 mm. No data
+  chose the threshold; it catches body CT and MR whose Body Part Examined was removed or never filled.
+
 Without metadata (PNG, JPEG, arrays) or when the header says CT/MR of the head or says nothing about the
-body part, this rule has no verdict and the image-based checks decide.
+body part or the field of view, this rule has no verdict and the image-based checks decide.
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from vlm.types import GateResult
+
+#: Widest field of view, in mm, that a head image has (module docstring).
+MAX_HEAD_FOV_MM = 330.0
 
 #: Modalities the built-in model reads.
 READ_MODALITIES = frozenset({"CT", "MR"})
@@ -151,6 +159,19 @@ def metadata_of(image: Any) -> Mapping[str, Any] | None:
     return meta if isinstance(meta, Mapping) else None
 
 
+def field_of_view(image: Any, meta: Mapping[str, Any]) -> tuple[float, float] | None:
+    """``(rows, columns)`` extent in mm from the pixel spacing (a ``MedicalImage``'s ``pixel_spacing`` or the
+    meta's ``pixel_spacing``) and the meta's ``rows``/``columns``; ``None`` when either is unknown."""
+    spacing = getattr(image, "pixel_spacing", None) or meta.get("pixel_spacing")
+    rows, cols = meta.get("rows"), meta.get("columns")
+    try:
+        if not spacing or not rows or not cols:
+            return None
+        return float(spacing[0]) * int(rows), float(spacing[1]) * int(cols)
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
 def check_metadata(meta: Any) -> GateResult | None:
     """The verdict of the DICOM header, or ``None`` when it allows a head CT/MR image (or is absent).
 
@@ -161,6 +182,7 @@ def check_metadata(meta: Any) -> GateResult | None:
     Returns:
         An ``out_of_domain`` :class:`GateResult` naming what the header says, or ``None``.
     """
+    source = meta
     meta = metadata_of(meta)
     if not meta:
         return None
@@ -176,9 +198,18 @@ def check_metadata(meta: Any) -> GateResult | None:
             {"metadata_rule": 1.0},
         )
     part = str(meta.get("body_part") or "").strip()
-    if _letters(part) in UNINFORMATIVE_PARTS or is_head_part(part):
-        return None
     image = f"{modality} image" if modality else "image"
+    if _letters(part) in UNINFORMATIVE_PARTS or is_head_part(part):
+        fov = field_of_view(source, meta)
+        if fov is not None and max(fov) > MAX_HEAD_FOV_MM and not is_head_part(part):
+            return GateResult(
+                False,
+                f"The DICOM header gives this {image} a field of view of {fov[1]:.0f} x {fov[0]:.0f} mm, wider than "
+                f"any head (at most {MAX_HEAD_FOV_MM:.0f} mm): it shows the body, not the head; {tail}",
+                "out_of_domain",
+                {"metadata_rule": 1.0, "field_of_view_mm": round(max(fov), 1)},
+            )
+        return None
     return GateResult(
         False,
         f"The DICOM header says this {image} shows the {part.lower()} (Body Part Examined: {part}), "

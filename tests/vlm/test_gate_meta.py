@@ -113,3 +113,39 @@ def test_backend_refuses_by_header_before_any_pixel_check(tiny_checkpoint, brain
     both = backend.analyze(head, prior=chest)
     assert both.prior is not None and both.prior.gate.kind == "out_of_domain"
     assert backend.analyze(chest, prior=head).current.gate.kind == "out_of_domain"
+
+
+class _Image:
+    """A header-bearing input: ``meta`` and ``pixel_spacing`` like ``zebra.intake.MedicalImage``."""
+
+    def __init__(self, meta: dict, spacing: tuple[float, float] | None) -> None:
+        self.meta = meta
+        self.pixel_spacing = spacing
+
+
+@pytest.mark.parametrize(
+    ("spacing", "rows", "refused"),
+    [
+        ((0.86, 0.86), 512, True),  # 440 mm: an abdominal CT
+        ((0.72, 0.72), 484, True),  # 348 mm: a body MR
+        ((0.48, 0.48), 512, False),  # 245 mm: a head CT
+        ((0.2, 0.2), 1024, False),  # 205 mm
+        (None, 512, False),  # no spacing: no verdict
+    ],
+)
+def test_a_field_of_view_wider_than_a_head_is_refused(spacing, rows, refused) -> None:
+    image = _Image({"modality": "CT", "body_part": "", "rows": rows, "columns": rows}, spacing)
+    verdict = check_metadata(image)
+    assert (verdict is not None) == refused
+    if refused:
+        assert (
+            verdict.kind == "out_of_domain" and "field of view" in verdict.reason and "mm" in verdict.reason
+        )
+
+
+def test_field_of_view_does_not_override_a_head_body_part() -> None:
+    image = _Image({"modality": "CT", "body_part": "HEAD", "rows": 512, "columns": 512}, (0.7, 0.7))
+    assert check_metadata(image) is None
+    # a named non-head part keeps its own, more specific reason
+    body = _Image({"modality": "MR", "body_part": "ABDOMEN", "rows": 512, "columns": 512}, (0.7, 0.7))
+    assert "ABDOMEN" in check_metadata(body).reason
