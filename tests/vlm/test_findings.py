@@ -191,3 +191,52 @@ def test_shipped_checkpoint_states_findings_on_a_real_head_image() -> None:
     assert a.caption.startswith(a.findings.header) if a.findings.header else True
     data = a.to_dict()
     assert data["findings"]["modality"]["value"] == a.findings.modality.value
+
+
+def test_fit_write_and_use_end_to_end(tiny_checkpoint, tmp_path: Path) -> None:
+    """fit_findings on a labelled synthetic MedPix-like folder (bright = CT with "hyperdense" captions, dark =
+    MR): the heads learn it, are written beside a copy of the checkpoint, and the backend states them."""
+    import shutil
+
+    from PIL import Image
+
+    from vlm.backends.builtin import BuiltinVLM
+    from vlm.train.findings import fit_findings, write_findings
+
+    root = tmp_path / "medpix"
+    (root / "images").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    descriptions, train = [], []
+    for i in range(60):
+        ct = i % 2 == 0
+        img = rng.normal(200 if ct else 50, 10, (48, 48)).clip(0, 255).astype(np.uint8)
+        stem = f"MPX{i}_a"
+        Image.fromarray(img).save(root / "images" / f"{stem}.png")
+        caption = "Axial CT: hyperdense lesion in the left frontal lobe." if ct else "Axial T2: mass."
+        modality = "CT - noncontrast" if ct else "MR - T2 weighted"
+        descriptions.append(
+            {
+                "image": stem,
+                "U_id": f"MPX{i}",
+                "Description": {"Modality": modality, "Plane": "Axial", "Caption": caption},
+            }
+        )
+        train.append(f"MPX{i}")
+    (root / "Descriptions.json").write_text(json.dumps(descriptions))
+    (root / "splits.json").write_text(json.dumps({"train": train, "dev": []}))
+    ckpt = tmp_path / "ckpt" / "tiny.safetensors"
+    ckpt.parent.mkdir()
+    shutil.copy(tiny_checkpoint, ckpt)
+    shutil.copy(tiny_checkpoint.with_suffix(".json"), ckpt.with_suffix(".json"))
+    model = fit_findings(BuiltinVLM(ckpt), root)
+    cv = model.meta["cv"]
+    assert cv["modality"]["oof_accuracy"] > 0.9 and cv["modality"]["class_counts"] == {"CT": 30, "MR": 30}
+    assert "hyperdense" in cv["terms"]["positives"] and cv["terms"]["query_threshold"] < 0.5
+    block = write_findings(ckpt, model)
+    assert (ckpt.parent / block["file"]).is_file()
+    assert json.loads(ckpt.with_suffix(".json").read_text())["findings"]["sha256"] == block["sha256"]
+    vlm = BuiltinVLM(ckpt)
+    bright = rng.normal(200, 10, (48, 48)).clip(0, 255).astype(np.uint8)
+    raw = vlm.predict([bright])[0]
+    f = vlm.findings_model.predict(raw.findings)[0]
+    assert f.modality.value == "CT" and f.modality.confidence > 0.5

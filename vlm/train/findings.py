@@ -146,12 +146,26 @@ def _fit_temperature(logits: np.ndarray, y: np.ndarray, kind: str) -> float:
 def _oof(x: np.ndarray, y: np.ndarray, folds: Sequence[np.ndarray], c: float) -> np.ndarray:
     from sklearn.linear_model import LogisticRegression
 
-    out = np.zeros((len(y), len(np.unique(y)) if len(np.unique(y)) > 2 else 1))
+    classes = np.unique(y)
+    out = np.zeros((len(y), len(classes) if len(classes) > 2 else 1))
     for held in folds:
         train = np.setdiff1d(np.arange(len(y)), held)
+        seen = np.unique(y[train])
+        if len(seen) < 2:
+            # the training folds hold one class only: predict it, strongly
+            if out.shape[1] == 1:
+                out[held] = 8.0 if seen[0] == classes[-1] else -8.0
+            else:
+                out[held] = np.where(classes == seen[0], 8.0, -8.0)
+            continue
         model = LogisticRegression(C=c, max_iter=2000).fit(x[train], y[train])
-        z = model.decision_function(x[held])
-        out[held] = z.reshape(len(held), -1)
+        z = model.decision_function(x[held]).reshape(len(held), -1)
+        if out.shape[1] > 1 and len(seen) < len(classes):
+            # classes absent from the training folds get a very low logit
+            full = np.full((len(held), len(classes)), -30.0)
+            full[:, np.searchsorted(classes, seen)] = z
+            z = full
+        out[held] = z
     return out
 
 
@@ -167,12 +181,15 @@ def fit_single_head(
     groups: Sequence[str],
     *,
     target_precision: float = 0.9,
-) -> tuple[LinearHead, dict[str, Any]]:
-    """A calibrated multinomial head on the rows with a label (module docstring)."""
+) -> tuple[LinearHead | None, dict[str, Any]]:
+    """A calibrated multinomial head on the rows with a label (module docstring); ``None`` (skipped) when fewer
+    than two classes are present."""
     from sklearn.linear_model import LogisticRegression
 
     keep = np.array([lab in classes for lab in labels])
     present = [c for c in classes if any(lab == c for lab in labels)]
+    if len(present) < 2:
+        return None, {"n": int(keep.sum()), "skipped": f"fewer than two classes present: {present}"}
     y = np.array([present.index(lab) for lab, k in zip(labels, keep, strict=True) if k])
     xk, gk = x[keep], [g for g, k in zip(groups, keep, strict=True) if k]
     folds = _group_folds(gk, FOLDS)
@@ -232,7 +249,10 @@ def fit_term_head(
     from sklearn.linear_model import LogisticRegression
 
     vocab = load_vocabulary()
-    names = [n for n in vocab.names if sum(n in t for t in terms) >= MIN_POSITIVES]
+    # a term needs positives and negatives to be learnt
+    names = [
+        n for n in vocab.names if MIN_POSITIVES <= sum(n in t for t in terms) <= len(terms) - MIN_POSITIVES
+    ]
     y = np.array([[n in t for n in names] for t in terms], dtype=np.float64)
     folds = _group_folds(groups, FOLDS)
     # one L2 strength for every term, by summed out-of-fold log-loss (per-term choice overfits rare terms)
@@ -314,9 +334,11 @@ def fit_findings(vlm: Any, medpix: str | Path, *, split: str = "train") -> Findi
         ("sequence", SEQUENCES, [im.sequence for im in images]),
         ("plane", PLANES, [im.plane for im in images]),
     ):
-        heads[name], reports[name] = fit_single_head(
+        head, reports[name] = fit_single_head(
             x, labels, classes, groups, target_precision=TARGET_PRECISION[name]
         )
+        if head is not None:
+            heads[name] = head
         log.info("finding head %s: %s", name, reports[name])
     heads["terms"], reports["terms"] = fit_term_head(x, [im.terms for im in images], groups)
     log.info("finding terms: %s", {k: v for k, v in reports["terms"].items() if k != "positives"})
