@@ -16,7 +16,7 @@ from zebra.errors import ConfigError, DatasetError
 
 
 def test_tiny_yolo_set(tiny_yolo: Path, tmp_path: Path) -> None:
-    report = convert_yolo(tiny_yolo, tmp_path / "out")  # default split: valid
+    report = convert_yolo(tiny_yolo, tmp_path / "out", split="valid")
     assert report.rows == 5 and report.cases == 5 and report.boxes == 3
     assert report.extra["label_status"] == {"labelled": 2, "normal": 1, "unlabelled": 2}
     ds = read_nova(tmp_path / "out")
@@ -52,6 +52,23 @@ def test_yolo_splits_and_errors(tiny_yolo: Path, tmp_path: Path) -> None:
     (tiny_yolo / "data.yaml").write_text("nc: 2\n")
     with pytest.raises(DatasetError, match="names"):
         convert_yolo(tiny_yolo, tmp_path / "y")
+
+
+def test_default_converts_every_split_present(tiny_yolo: Path, tmp_path: Path) -> None:
+    import shutil
+
+    report = convert_yolo(tiny_yolo, tmp_path / "every")
+    assert report.split == "train+valid" and {r.meta["split"] for r in read_nova(tmp_path / "every")} == {
+        "train",
+        "valid",
+    }
+    # a set with only a test split converts without --split (it failed with "no split None")
+    only_test = tmp_path / "only-test"
+    shutil.copytree(tiny_yolo, only_test)
+    shutil.rmtree(only_test / "train")
+    (only_test / "valid").rename(only_test / "test")
+    report = convert_yolo(only_test, tmp_path / "test-out")
+    assert report.split == "test" and report.rows == 5
 
 
 def test_normal_class_names() -> None:

@@ -265,8 +265,14 @@ def test_cli_nova_compare_and_agent(
         ["eval", "nova", "--data", str(synth), "--out", str(tmp_path / "a"), "--predictor", "agent"], capsys
     )
     assert code == 2 and "bundle" in err.lower() and "does not exist" in err
-    code, _, err = _cli(["eval", "nova", "--data", str(synth), "--out", str(tmp_path / "b")], capsys)
-    assert code == 2 and "bundle" in err.lower()  # default bundle of the empty data dir does not exist
+    code, _, err_default = _cli(["eval", "nova", "--data", str(synth), "--out", str(tmp_path / "b")], capsys)
+    # the default predictor is the product (the agent), on the default bundle, which the empty data dir lacks
+    assert code == 2 and "bundle" in err_default.lower() and "does not exist" in err_default
+    code, _, err_retrieval = _cli(
+        ["eval", "nova", "--data", str(synth), "--out", str(tmp_path / "r"), "--predictor", "retrieval"],
+        capsys,
+    )
+    assert code == 2 and "bundle" in err_retrieval.lower()
     code, _, err = _cli(["eval", "compare", str(tmp_path / "nope"), str(const)], capsys)
     assert code == 2 and "case_metrics.jsonl" in err
 

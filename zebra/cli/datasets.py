@@ -23,7 +23,7 @@ def convert(
     split: str | None = typer.Option(
         None,
         "--split",
-        help="medpix: train|dev|all (default all); yolo: valid|train|...|all (default valid).",
+        help="medpix: train|dev|all (default all); yolo: valid|train|test|...|all (default all present).",
     ),
     images: str = typer.Option("copy", "--images", help="copy (portable) or link (symlink to the source)."),
     limit: int | None = typer.Option(

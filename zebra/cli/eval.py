@@ -40,12 +40,15 @@ def nova(
         ..., "--out", help="Output folder (predictions.jsonl, summary.json, report.html)."
     ),
     bundle: Path | None = typer.Option(
-        None, "--bundle", help="Index bundle for the retrieval predictor (default: the settings' bundle)."
+        None,
+        "--bundle",
+        help="Index bundle of the agent and retrieval predictors (default: the settings' bundle).",
     ),
     predictor: str = typer.Option(
-        "retrieval",
+        "agent",
         "--predictor",
-        help="retrieval[:mode=hybrid,n_hits=30,abstain=0], agent, or constant[:NAME].",
+        help="agent (the product, default), retrieval[:mode=hybrid,n_hits=30,abstain=0] (baseline), or "
+        "constant[:NAME].",
     ),
     inputs: str = typer.Option("image,history,caption", "--inputs", help="Inputs given to the predictor."),
     judge: str = typer.Option(

@@ -88,7 +88,7 @@ def find_splits(root: Path) -> dict[str, Path]:
 
 
 def _choose_splits(split: str | None, available: dict[str, Path]) -> list[str]:
-    chosen = (split or "valid").strip().lower()
+    chosen = (split or "all").strip().lower()
     if chosen == "all":
         return list(available)
     if chosen in available:
@@ -164,7 +164,8 @@ def convert_yolo(
     Args:
         src: The folder holding ``data.yaml``.
         out: The NOVA data set root to write.
-        split: A ``<split>`` folder name (default ``valid``; ``val`` and ``valid`` are aliases) or ``all``.
+        split: A ``<split>`` folder name (``val`` and ``valid`` are aliases) or ``all`` (the default: every split
+            present; each row's ``meta["split"]`` says which).
         images: ``copy`` or ``link``.
         limit: Stop after this many rows.
         progress: Show a progress bar.
@@ -179,7 +180,7 @@ def convert_yolo(
     names = read_class_names(root / "data.yaml")
     available = find_splits(root)
     splits = _choose_splits(split, available)
-    report = ConvertReport("yolo", str(root), str(out_path), split=split or "valid")
+    report = ConvertReport("yolo", str(root), str(out_path), split="+".join(splits))
     licence = _licence(root / "data.yaml")
 
     todo: list[tuple[str, Path]] = []
