@@ -50,6 +50,8 @@ def intake(state: AgentState, ctx: AgentContext, cfg: Configuration) -> dict[str
     if reply:
         if not same_case:
             history, captions = state.get("case_history") or "", list(state.get("case_captions") or [])
+        # a case told in the question itself (no history) lives in the previous turn's case_text
+        history = history or (state.get("case_text") or "").strip()
         history = f"{history}\nReply: {question}" if history else f"Reply: {question}"
     new_case = (bool(ctx.images or ctx.priors or history or captions) and not same_case) or reply
     update: dict[str, Any] = {

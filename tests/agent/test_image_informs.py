@@ -336,3 +336,14 @@ def test_no_age_question_when_the_question_gives_the_age(make_agent, scan) -> No
     )
     assert answer.abstained
     assert all(q["topic"] != "age" for q in answer.questions)
+
+
+def test_a_reply_keeps_a_case_told_in_the_question(make_agent, tmp_path: Path) -> None:
+    from agent.checkpoint import sqlite_saver
+
+    agent = make_agent(checkpointer=sqlite_saver(tmp_path / "cp.sqlite"), abstain_threshold=1.0)
+    first = agent.ask("Woman with headaches for two weeks, what is the most likely diagnosis?")
+    assert first.questions
+    agent.ask("The mass is extra-axial with a dural tail.", thread_id=first.thread_id)
+    history = agent.graph.get_state({"configurable": {"thread_id": first.thread_id}}).values["history"]
+    assert history.startswith("Woman with headaches") and "Reply: The mass is extra-axial" in history
