@@ -137,3 +137,14 @@ def consistent_with(region: str, imaged: str | None) -> bool:
     if imaged == "head":
         return region != "other"
     return True
+
+
+def differential_regions(state: dict, k: int | None = None) -> list[str] | None:
+    """Regions of the (top-``k``) differential entries of a final agent state when an image was accepted,
+    ``None`` when none was (there is no imaged region to be consistent with)."""
+    from agent.evidence import imaged_region
+
+    if imaged_region(state.get("findings") or []) is None:
+        return None
+    entries = (state.get("differential") or [])[:k]
+    return [candidate_region(str(d.get("diagnosis")), d.get("acr_codes") or []) for d in entries]

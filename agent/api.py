@@ -177,7 +177,7 @@ class Agent:
 
 def prediction_from(answer: Answer, state: dict[str, Any]) -> dict[str, Any]:
     """``CasePrediction`` keyword arguments from an answer and its final state."""
-    from agent.anatomy import candidate_region
+    from agent.anatomy import differential_regions
     from agent.evidence import imaged_region
 
     differential = state.get("differential") or []
@@ -209,8 +209,6 @@ def prediction_from(answer: Answer, state: dict[str, Any]) -> dict[str, Any]:
             "seconds": answer.timings.get("total"),
             # anatomical consistency (eval.scoring's region_consistent_top5)
             "imaged_region": imaged_region(state.get("findings") or []),
-            "regions": [
-                candidate_region(str(d["diagnosis"]), d.get("acr_codes") or []) for d in differential
-            ],
+            "regions": differential_regions(state) or [],
         },
     }

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.anatomy import differential_regions
 from agent.api import Agent, prediction_from
 from agent.errors import AgentConfigError
 from retrieval.diagnosis import DiagnosisMatcher
@@ -187,7 +188,7 @@ def evaluate(
                         )
                 seconds = time.perf_counter() - start
                 pred = prediction_from(answer, state)
-                regions = _regions(state, k)
+                regions = differential_regions(state, k)
                 base = baseline(searcher, "\n".join([history, *captions]), n_hits=agent.config.n_hits, k=k)
                 row = {
                     "setting": setting,
@@ -232,19 +233,6 @@ def _with_memory(agent: Agent) -> Agent:
     talker.checkpointer = InMemorySaver()
     talker.graph = build_graph(agent.config, checkpointer=talker.checkpointer)
     return talker
-
-
-def _regions(state: dict[str, Any], k: int) -> list[str] | None:
-    """Regions of the top-``k`` entries when an image was accepted (``None`` otherwise)."""
-    from agent.anatomy import candidate_region
-    from agent.evidence import imaged_region
-
-    if imaged_region(state.get("findings") or []) is None:
-        return None
-    return [
-        candidate_region(str(d.get("diagnosis")), d.get("acr_codes") or [])
-        for d in (state.get("differential") or [])[:k]
-    ]
 
 
 def _region_share(rows: Sequence[dict[str, Any]], *, strict: bool = False) -> float | None:

@@ -46,15 +46,27 @@ def confident_attributes(attrs: dict[str, Any]) -> dict[str, Any]:
 FINDING_GROUPS: tuple[str, ...] = ("density", "signal", "enhancement", "appearance", "compartment", "site")
 
 
-def finding_terms(findings: Sequence[dict[str, Any]]) -> list[str]:
-    """The finding terms of the accepted images that are retrieval cues (:class:`vlm.types.Findings`; the
-    stated ones and those above the head's query threshold), most probable first."""
+def finding_terms(
+    findings: Sequence[dict[str, Any]],
+    *,
+    stated_only: bool = False,
+    groups: Sequence[str] | None = FINDING_GROUPS,
+) -> list[str]:
+    """The finding terms of the accepted images (:class:`vlm.types.Findings`), most probable first.
+
+    Args:
+        findings: ``perceive`` entries.
+        stated_only: Only the terms the image model states; by default also its retrieval cues (terms above the
+            head's query threshold).
+        groups: Vocabulary groups kept (``None``: all, sides included).
+    """
     out: list[str] = []
     for f in findings:
         if not f.get("accepted", True):
             continue
         for t in (f.get("findings") or {}).get("terms") or []:
-            if (t.get("cue") or t.get("stated")) and t.get("group") in FINDING_GROUPS:
+            said = t.get("stated") or (not stated_only and t.get("cue"))
+            if said and (groups is None or t.get("group") in groups):
                 out.append(str(t["value"]))
     return list(dict.fromkeys(out))
 
@@ -63,14 +75,6 @@ def imaged_region(findings: Sequence[dict[str, Any]]) -> str | None:
     """``"head"`` when an image was accepted and analysed by the image model (which reads head CT/MR only)."""
     ok = [f for f in findings if f.get("accepted", True) and f.get("id") and f.get("gate")]
     return "head" if ok else None
-
-
-def finding_header(findings: Sequence[dict[str, Any]]) -> str:
-    """The confident modality, sequence and plane of the first accepted image (``"Axial non-contrast CT"``)."""
-    for f in findings:
-        if f.get("accepted", True) and (f.get("findings") or {}).get("header"):
-            return str(f["findings"]["header"])
-    return ""
 
 
 def perception_text(findings: Sequence[dict[str, Any]]) -> str:
@@ -83,8 +87,7 @@ def perception_text(findings: Sequence[dict[str, Any]]) -> str:
             continue
         data = f.get("findings") or {}
         if data:
-            terms = [str(t["value"]) for t in data.get("terms") or [] if t.get("cue") or t.get("stated")]
-            text = " ".join([str(data.get("header") or ""), *terms]).strip()
+            text = " ".join([str(data.get("header") or ""), *finding_terms([f], groups=None)]).strip()
             if text:
                 parts.append(text)
             continue

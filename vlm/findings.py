@@ -380,7 +380,7 @@ class FindingsModel:
         Raises:
             ModelError: When the file is missing or its digest differs from the block's.
         """
-        from safetensors.numpy import load_file
+        from safetensors.numpy import load
 
         from zebra.errors import ModelError
 
@@ -390,13 +390,14 @@ class FindingsModel:
                 f"Finding-head weights {path} are missing.",
                 hint="Re-run `zebra vlm fit-findings` or restore the file beside the checkpoint.",
             )
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        data = path.read_bytes()  # read once: digest and tensors from the same bytes
+        digest = hashlib.sha256(data).hexdigest()
         if block.get("sha256") and digest != block["sha256"]:
             raise ModelError(
                 f"Finding-head weights {path} do not match the checkpoint (sha256 {digest[:12]}).",
                 hint="Re-run `zebra vlm fit-findings` for this checkpoint.",
             )
-        t = load_file(str(path))
+        t = load(data)
         heads = {}
         for name, spec in block["heads"].items():
             heads[name] = LinearHead(

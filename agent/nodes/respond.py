@@ -282,16 +282,11 @@ def pending_questions(state: AgentState, cfg: Configuration) -> list[dict[str, s
         or not state.get("candidates")
     ):
         return []
+    from agent.evidence import finding_terms
     from agent.questions import choose_questions
 
     # only what the image model states counts as a finding here; its low-confidence cues are no answer
-    stated = [
-        str(t["value"])
-        for f in state.get("findings") or []
-        if f.get("accepted", True)
-        for t in (f.get("findings") or {}).get("terms") or []
-        if t.get("stated")
-    ]
+    stated = finding_terms(state.get("findings") or [], stated_only=True, groups=None)
     return choose_questions(
         state.get("candidates") or [],
         state.get("evidence") or [],
