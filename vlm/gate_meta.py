@@ -15,6 +15,10 @@ any pixel is looked at, with a reason that names what the header says:
   The neck alone (``NECK``, ``CSPINE``, ``THYROID``) is not a head part. Placeholders (``UNKNOWN``,
   ``OTHER``, ``-``) count as absent.
 
+* **Descriptions** (Study / Series Description, Protocol Name) that name another body region and never the
+  head, when Body Part Examined is empty: the loader keeps one word of a closed list from them before
+  de-identification removes them (``meta["described_region"]``, see :mod:`zebra.intake.regions`).
+  pydicom-data's shoulder MR (``SHOULDER`` in its Study Description only) is refused by this rule.
 * **Field of view** (Pixel Spacing x Rows / Columns) wider than :data:`MAX_HEAD_FOV_MM` in either direction:
   an adult head is about 150 mm wide and 200 mm long, and head CT and MR protocols use fields of view of about
   180-260 mm (up to about 300 mm with the neck); chest, abdomen and pelvis are imaged with 320-500 mm. No data
@@ -31,6 +35,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from vlm.types import GateResult
+from zebra.intake.regions import REGION_NAMES
 
 #: Widest field of view, in mm, that a head image has (module docstring).
 MAX_HEAD_FOV_MM = 330.0
@@ -200,6 +205,16 @@ def check_metadata(meta: Any) -> GateResult | None:
     part = str(meta.get("body_part") or "").strip()
     image = f"{modality} image" if modality else "image"
     if _letters(part) in UNINFORMATIVE_PARTS or is_head_part(part):
+        region = str(meta.get("described_region") or "")
+        if not is_head_part(part) and region and region != "HEAD":
+            where = REGION_NAMES.get(region, region.lower().replace("_", " "))
+            return GateResult(
+                False,
+                f"The DICOM header's descriptions (Study or Series Description, Protocol Name) name {where} and "
+                f"not the head; {tail}",
+                "out_of_domain",
+                {"metadata_rule": 1.0},
+            )
         fov = field_of_view(source, meta)
         if fov is not None and max(fov) > MAX_HEAD_FOV_MM and not is_head_part(part):
             return GateResult(

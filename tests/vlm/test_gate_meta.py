@@ -149,3 +149,21 @@ def test_field_of_view_does_not_override_a_head_body_part() -> None:
     # a named non-head part keeps its own, more specific reason
     body = _Image({"modality": "MR", "body_part": "ABDOMEN", "rows": 512, "columns": 512}, (0.7, 0.7))
     assert "ABDOMEN" in check_metadata(body).reason
+
+
+@pytest.mark.parametrize(
+    ("region", "words"),
+    [("SHOULDER", "the shoulder"), ("ABDOMEN", "the abdomen"), ("LOWER_LIMB", "leg or hip")],
+)
+def test_descriptions_naming_another_region_refuse_when_body_part_is_empty(region, words) -> None:
+    verdict = check_metadata({"modality": "MR", "body_part": "", "described_region": region})
+    assert verdict is not None and not verdict.accepted and verdict.kind == "out_of_domain"
+    assert words in verdict.reason and "descriptions" in verdict.reason
+
+
+@pytest.mark.parametrize(
+    ("part", "region"), [("", "HEAD"), ("", ""), ("BRAIN", "SHOULDER"), ("HEAD", "SPINE")]
+)
+def test_descriptions_never_overrule_a_head_body_part_or_name_the_head(part, region) -> None:
+    # Body Part Examined is the coded attribute: when it says head, free-text descriptions do not overrule it.
+    assert check_metadata({"modality": "MR", "body_part": part, "described_region": region}) is None

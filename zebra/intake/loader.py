@@ -32,6 +32,7 @@ from zebra.intake.files import dicomdir_references, find_dicomdir, walk_files
 from zebra.intake.guard import Budget
 from zebra.intake.nifti import load_nifti
 from zebra.intake.raster import load_raster
+from zebra.intake.regions import described_region
 from zebra.intake.salt import load_or_create_salt
 from zebra.intake.sniff import Kind, sniff_path
 from zebra.intake.types import Study
@@ -211,6 +212,8 @@ def _instance(head: DicomHeader, ctx: _Context) -> Instance:
     """Parses, de-identifies and decodes one checked DICOM file."""
     ctx.warnings.extend(head.warnings)
     ds = read_dataset(head, ctx.notes)
+    # Read before de-identification removes the descriptions; only a word of a closed list is kept.
+    region = described_region(ds)
     with translated(head.name, "de-identifying", DICOM_ERRORS):
         result = deidentify(ds, ctx.salt)
     ctx.identifiers.extend(v for v in result.identifiers if v not in ctx.identifiers)
@@ -237,6 +240,7 @@ def _instance(head: DicomHeader, ctx: _Context) -> Instance:
         for key, value in list(image.meta.items()):
             if isinstance(value, str) and contains_identifier(value, result.identifiers):
                 image.meta[key] = None
+        image.meta["described_region"] = region
     return Instance(
         name=name,
         study_uid=study_uid,
