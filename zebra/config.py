@@ -87,6 +87,19 @@ class ServerSettings(BaseModel):
     #: Password checks at once, server-wide, and how long a sign-in waits for one before 503.
     password_check_slots: int = 4
     password_check_wait_s: float = 10.0
+    #: Addresses or networks (``10.0.0.5``, ``10.0.0.0/24``) of reverse proxies whose ``X-Forwarded-For`` and
+    #: ``X-Forwarded-Proto`` are believed; empty: no forwarded header is believed (docs/security.md).
+    trusted_proxies: list[str] = Field(default_factory=list)
+    #: ``Host`` header values served (port ignored; ``*`` allows any); others get 400.
+    allowed_hosts: list[str] = Field(default_factory=lambda: ["localhost", "127.0.0.1", "::1"])
+    #: ``Strict-Transport-Security`` max-age sent over TLS (0: no HSTS header).
+    hsts_max_age_s: int = 31_536_000
+    #: Questions and uploads of one user in flight at once (queued or running); more get 429.
+    max_inflight_per_user: int = 4
+    #: Bytes of stored studies per user (0: no quota); an upload past it gets 413.
+    storage_quota_bytes: int = 10 * 1024 * MiB
+    #: Days a study is kept; ``zebra db purge`` deletes older ones (0: kept until deleted).
+    retention_days: int = 0
 
 
 class Settings(BaseSettings):

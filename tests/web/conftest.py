@@ -32,7 +32,10 @@ def fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
 def web_settings(zebra_env: Path):
     from zebra.config import load_settings
 
-    return load_settings(data_dir=zebra_env)
+    settings = load_settings(data_dir=zebra_env)
+    # TestClient sends ``Host: testserver``; real servers keep the loopback-only default allow-list.
+    hosts = [*settings.server.allowed_hosts, "testserver"]
+    return settings.model_copy(update={"server": settings.server.model_copy(update={"allowed_hosts": hosts})})
 
 
 @pytest.fixture
@@ -147,7 +150,9 @@ def serve() -> Iterator[Callable[[Any], str]]:
 
     def start(app: Any) -> str:
         port = _free_port()
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        # As `zebra serve` runs it: uvicorn's own proxy-header handling off (the app decides whom to trust).
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", proxy_headers=False)
+        server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         servers.append((server, thread))

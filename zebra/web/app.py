@@ -23,6 +23,7 @@ from zebra.web.context import AppContext
 from zebra.web.errors import RateLimitedError, ServerBusyError, StudyNotReadyError, status_for
 from zebra.web.middleware import SecurityMiddleware
 from zebra.web.overlays import OverlayStore
+from zebra.web.proxy import ForwardedResolver, HostAllowList
 from zebra.web.ratelimit import LoginThrottle, PasswordCheckSlots
 from zebra.web.routes import auth, sessions, studies
 from zebra.web.uploads import body_allowance
@@ -187,5 +188,8 @@ def create_app(
         store=store,
         max_body_bytes=max_body_bytes or server.max_body_bytes,
         max_upload_body_bytes=body_allowance(server.max_upload_bytes, server.max_upload_files),
+        forwarded=ForwardedResolver.from_settings(server.trusted_proxies),
+        allowed_hosts=HostAllowList.of(server.allowed_hosts),
+        hsts_max_age_s=server.hsts_max_age_s,
     )
     return app

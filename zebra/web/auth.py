@@ -18,10 +18,14 @@ from sqlalchemy import delete, select
 
 from store import AuthToken, Store, User, utcnow
 
-#: Cookie holding the session token (HttpOnly, SameSite=Strict).
+#: Cookie holding the session token (HttpOnly, SameSite=Strict) over plain HTTP.
 SESSION_COOKIE = "zebra_session"
-#: Cookie holding the CSRF token (readable by the page, SameSite=Strict).
+#: Cookie holding the CSRF token (readable by the page, SameSite=Strict) over plain HTTP.
 CSRF_COOKIE = "zebra_csrf"
+#: Over TLS the cookies are ``Secure`` and get this prefix: the browser then only accepts them from this
+#: exact host over HTTPS with ``Path=/`` and no ``Domain``, so neither a sibling domain nor plain HTTP can
+#: plant one.
+SECURE_PREFIX = "__Host-"
 #: Header the page echoes the CSRF token in.
 CSRF_HEADER = "x-csrf-token"
 
@@ -41,9 +45,24 @@ def csrf_for(token: str) -> str:
     return hashlib.sha256(b"zebra-csrf|" + token.encode("utf-8")).hexdigest()
 
 
+def cookie_names(secure: bool) -> tuple[str, str]:
+    """The session and CSRF cookie names: ``__Host-`` prefixed when served over TLS."""
+    prefix = SECURE_PREFIX if secure else ""
+    return prefix + SESSION_COOKIE, prefix + CSRF_COOKIE
+
+
+def tokens_equal(expected: str, presented: str | None) -> bool:
+    """Constant-time comparison of two tokens as bytes (any text, non-ASCII too, compares without error)."""
+    if not presented:
+        return False
+    return hmac.compare_digest(
+        expected.encode("utf-8", "surrogateescape"), str(presented).encode("utf-8", "surrogateescape")
+    )
+
+
 def csrf_matches(token: str, presented: str | None) -> bool:
     """Constant-time check of a presented CSRF token."""
-    return bool(presented) and hmac.compare_digest(csrf_for(token), str(presented))
+    return tokens_equal(csrf_for(token), presented)
 
 
 @dataclass(frozen=True)

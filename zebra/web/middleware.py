@@ -7,6 +7,11 @@ session cookie must also carry the CSRF header when they change state.
 The body limit is structural too: every request's body is counted as it is received (``Content-Length`` is
 only an early answer; a chunked body has none), and once it passes the limit the request gets 413 and the
 app reads nothing more. Uploads (:data:`LARGE_BODY_PATHS`) have their own, larger limit.
+
+Before any of that, the ``Host`` header must be on the allow-list (400 otherwise: DNS rebinding), and the
+client address and scheme are taken from forwarded headers when, and only when, the peer is a trusted proxy
+(:mod:`zebra.web.proxy`); the rest of the app sees them as ``request.client`` and ``request.url.scheme``.
+Over TLS every response carries HSTS; every authenticated response carries ``Cache-Control: no-store``.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ import anyio.to_thread
 from starlette.exceptions import HTTPException
 
 from store import Store
-from zebra.web.auth import CSRF_HEADER, SESSION_COOKIE, AuthedUser, csrf_matches, resolve_token
+from zebra.web.auth import CSRF_HEADER, AuthedUser, cookie_names, csrf_matches, resolve_token
+from zebra.web.proxy import ForwardedResolver, HostAllowList
 
 log = logging.getLogger(__name__)
 
@@ -104,14 +110,23 @@ def _cookie(header: str, name: str) -> str | None:
     return None
 
 
-def credentials(headers: dict[str, str]) -> tuple[str | None, str]:
-    """The token a request presents and how: ``Authorization: Bearer`` first, then the session cookie."""
+def credentials(headers: dict[str, str], secure: bool = False) -> tuple[str | None, str]:
+    """The token a request presents and how: ``Authorization: Bearer`` first, then the session cookie.
+
+    Over TLS only the ``__Host-`` cookie counts: a plain-named one may have been planted over HTTP or by a
+    sibling domain (session fixation).
+    """
     auth = headers.get("authorization", "")
     scheme, _, value = auth.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip(), "bearer"
-    token = _cookie(headers.get("cookie", ""), SESSION_COOKIE)
+    token = _cookie(headers.get("cookie", ""), cookie_names(secure)[0])
     return (token or None), "cookie"
+
+
+def is_secure(scope: Scope) -> bool:
+    """Whether the request came over TLS (directly, or to a trusted proxy; see :mod:`zebra.web.proxy`)."""
+    return scope.get("scheme") in ("https", "wss")
 
 
 async def send_json(
@@ -137,6 +152,9 @@ class SecurityMiddleware:
         store: Where tokens are looked up.
         max_body_bytes: Largest request body, counted as received, except on :data:`LARGE_BODY_PATHS`.
         max_upload_body_bytes: Largest body on :data:`LARGE_BODY_PATHS` (the whole multipart body).
+        forwarded: Which peers' forwarded headers are believed (none by default).
+        allowed_hosts: ``Host`` values served (``None``: any).
+        hsts_max_age_s: HSTS max-age over TLS (0: no header).
     """
 
     def __init__(
@@ -146,8 +164,16 @@ class SecurityMiddleware:
         store: Store,
         max_body_bytes: int = MAX_JSON_BODY,
         max_upload_body_bytes: int | None = None,
+        forwarded: ForwardedResolver | None = None,
+        allowed_hosts: HostAllowList | None = None,
+        hsts_max_age_s: int = 0,
     ) -> None:
         self.app = app
+        self.forwarded = forwarded or ForwardedResolver()
+        self.allowed_hosts = allowed_hosts
+        self.hsts = (
+            f"max-age={int(hsts_max_age_s)}; includeSubDomains".encode() if hsts_max_age_s > 0 else b""
+        )
         self.store = store
         self.max_body_bytes = int(max_body_bytes)
         self.max_upload_body_bytes = int(
@@ -163,24 +189,45 @@ class SecurityMiddleware:
             await self.app(scope, receive, send)
             return
 
+        headers = _headers(scope)
+        self._resolve_client(scope, headers)
+        extra: list[tuple[bytes, bytes]] = list(SECURITY_HEADERS)
+        if self.hsts and is_secure(scope):
+            extra.append((b"strict-transport-security", self.hsts))
+        authenticated = False
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                present = {k.lower() for k, _ in message.get("headers", [])}
-                message["headers"] = [
-                    *message.get("headers", []),
-                    *((k, v) for k, v in SECURITY_HEADERS if k not in present),
-                ]
+                own = list(message.get("headers", []))
+                if authenticated:
+                    # Nothing a signed-in user sees may stay in a browser or proxy cache after sign-out.
+                    own = [(k, v) for k, v in own if k.lower() != b"cache-control"]
+                    own.append((b"cache-control", b"no-store"))
+                present = {k.lower() for k, _ in own}
+                message["headers"] = [*own, *((k, v) for k, v in extra if k not in present)]
             await send(message)
 
+        if self.allowed_hosts is not None and not self.allowed_hosts.allows(headers.get("host")):
+            log.info("request for a host not on the allow-list: 400")
+            await send_json(
+                send_with_headers,
+                400,
+                {
+                    "error": "Unknown host.",
+                    "hint": "Use the server's configured address (server.allowed_hosts).",
+                },
+            )
+            return
         path = scope.get("path", "")
         limit = self.body_limit(path)
         if _content_length(scope) > limit:
             await send_too_large(send_with_headers, limit)
             return
         if needs_auth(path):
-            user = await self._authenticate(scope, send_with_headers)
+            user = await self._authenticate(scope, headers, send_with_headers)
             if user is None:
                 return
+            authenticated = True
             scope.setdefault("state", {})["user"] = user
         await self._call_limited(scope, receive, send_with_headers, limit)
 
@@ -231,9 +278,22 @@ class SecurityMiddleware:
         if rejected and not started:
             await send_too_large(send, limit, close=True)
 
-    async def _authenticate(self, scope: Scope, send: Send) -> AuthedUser | None:
-        headers = _headers(scope)
-        token, via = credentials(headers)
+    def _resolve_client(self, scope: Scope, headers: dict[str, str]) -> None:
+        """Replaces the peer address and scheme with the forwarded ones when the peer is a trusted proxy."""
+        client = scope.get("client")
+        peer = client[0] if client else None
+        address, scheme = self.forwarded.resolve(
+            peer,
+            scope.get("scheme", "http"),
+            headers.get("x-forwarded-for"),
+            headers.get("x-forwarded-proto"),
+        )
+        if address != peer:
+            scope["client"] = (address, 0)
+        scope["scheme"] = scheme
+
+    async def _authenticate(self, scope: Scope, headers: dict[str, str], send: Send) -> AuthedUser | None:
+        token, via = credentials(headers, is_secure(scope))
         challenge = [(b"www-authenticate", b'Bearer realm="zebra"')]
         if not token:
             await send_json(

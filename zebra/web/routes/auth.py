@@ -8,7 +8,14 @@ from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from store.repo import get_user_by_username, record_audit
-from zebra.web.auth import CSRF_COOKIE, SESSION_COOKIE, AuthedUser, csrf_for, issue_token, revoke_token
+from zebra.web.auth import (
+    SESSION_COOKIE,
+    AuthedUser,
+    cookie_names,
+    csrf_for,
+    issue_token,
+    revoke_token,
+)
 from zebra.web.context import AppContext, current_user, get_context
 from zebra.web.errors import AuthenticationError, PermissionDeniedError
 from zebra.web.passwords import verify_password
@@ -73,17 +80,30 @@ async def login(body: LoginRequest, request: Request, response: Response) -> Log
     info = UserInfo(id=user_id, username=username, is_admin=is_admin)
     if body.bearer:
         return LoginResponse(user=info, expires_at=expires.isoformat(), token=token, token_type="bearer")
+    csrf = _set_cookies(request, response, token, ttl)
+    return LoginResponse(user=info, expires_at=expires.isoformat(), csrf_token=csrf)
+
+
+def _set_cookies(request: Request, response: Response, token: str, ttl_hours: float) -> str:
+    """Sets the session and CSRF cookies (``Secure`` and ``__Host-`` over TLS); returns the CSRF token."""
     secure = request.url.scheme == "https"
-    max_age = int(ttl * 3600)
+    session_name, csrf_name = cookie_names(secure)
+    max_age = int(ttl_hours * 3600)
     response.set_cookie(
-        SESSION_COOKIE, token, max_age=max_age, httponly=True, samesite="strict", secure=secure, path="/"
+        session_name, token, max_age=max_age, httponly=True, samesite="strict", secure=secure, path="/"
     )
     csrf = csrf_for(token)
     response.set_cookie(
-        CSRF_COOKIE, csrf, max_age=max_age, httponly=False, samesite="strict", secure=secure, path="/"
+        csrf_name, csrf, max_age=max_age, httponly=False, samesite="strict", secure=secure, path="/"
     )
     response.headers["Cache-Control"] = "no-store"
-    return LoginResponse(user=info, expires_at=expires.isoformat(), csrf_token=csrf)
+    return csrf
+
+
+def _clear_cookies(request: Request, response: Response) -> None:
+    secure = request.url.scheme == "https"
+    for name in cookie_names(secure):
+        response.delete_cookie(name, path="/", secure=secure, httponly=name.endswith(SESSION_COOKIE))
 
 
 @router.post("/auth/logout", status_code=204, summary="Sign out (revokes the token)")
@@ -91,8 +111,7 @@ async def logout(request: Request, user: AuthedUser = Depends(current_user)) -> 
     ctx = get_context(request)
     await run_in_threadpool(revoke_token, ctx.store, user.token_id)
     response = Response(status_code=204)
-    response.delete_cookie(SESSION_COOKIE, path="/")
-    response.delete_cookie(CSRF_COOKIE, path="/")
+    _clear_cookies(request, response)
     return response
 
 

@@ -37,7 +37,7 @@ class ApiError extends Error {
 
 async function api(method, path, body, { raw = false } = {}) {
   const headers = {};
-  if (!["GET", "HEAD"].includes(method)) headers["X-CSRF-Token"] = state.csrf || readCookie("zebra_csrf") || "";
+  if (!["GET", "HEAD"].includes(method)) headers["X-CSRF-Token"] = state.csrf || (readCookie("__Host-zebra_csrf") || readCookie("zebra_csrf")) || "";
   let payload = body;
   if (body !== undefined && !(body instanceof FormData)) {
     headers["Content-Type"] = "application/json";
@@ -757,7 +757,7 @@ async function start() {
   wireViewer();
   try {
     const me = await api("GET", "/api/me");
-    state.csrf = readCookie("zebra_csrf");
+    state.csrf = (readCookie("__Host-zebra_csrf") || readCookie("zebra_csrf"));
     await showApp(me);
   } catch (_) {
     showLogin();
