@@ -61,6 +61,7 @@ class TriageOptions:
     ray_num_cpus: int | None = None
     weights: dict[str, float] | None = None
     threads: int | None = None
+    write_back: bool | None = None
 
     def validate(self) -> TriageOptions:
         """Checks ranges.
@@ -159,7 +160,7 @@ def run_triage(
     """Triages a worklist: creates (or resumes) the run, processes every item, writes the exports.
 
     Args:
-        worklist: CSV/TSV file, DICOM folder tree or NOVA data set.
+        worklist: CSV/TSV file, DICOM folder tree, NOVA data set, or ``dicomweb:QUERY`` (docs/pacs.md).
         out: Output folder (``triage.csv``, ``triage.html``, ``summary.json``).
         analyser: Which analyser the workers build (default: the agent with the settings' backends).
         options: Engine options.
@@ -175,12 +176,21 @@ def run_triage(
     started = time.monotonic()
     options = (options or TriageOptions()).validate()
     analyser = analyser or AnalyserSpec()
-    source = Path(worklist).expanduser().resolve()
+    from pacs.source import is_dicomweb
+
+    dicomweb = is_dicomweb(str(worklist))
+    # A DICOMweb query is not a path: it is searched as given (and its run named ``dicomweb-<time>``).
+    source: Any = str(worklist) if dicomweb else Path(worklist).expanduser().resolve()
     items = read_worklist(source, kind=options.kind)  # type: ignore[arg-type]
     store = open_store(store)
     if run_name is None and resume:
         run_name = _latest_run_for(store, str(source))
-    name = run_name or default_run_name(source)
+    name = run_name or default_run_name(Path("dicomweb") if dicomweb else source)
+    write_back = options.write_back
+    if write_back is None:
+        from zebra.config import get_settings
+
+        write_back = bool(get_settings().dicomweb.write_back)
     config = {"analyser": analyser.to_dict(), "engine": options.engine, "max_attempts": options.max_attempts}
     info = queue.open_run(
         store,
@@ -204,6 +214,8 @@ def run_triage(
         owner_prefix=options.engine,
         weights=options.weights,
         threads=options.worker_threads(),
+        run_name=info.name,
+        write_back=bool(write_back and dicomweb),
     )
     work_start = time.monotonic()
     if _unfinished(before):

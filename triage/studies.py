@@ -15,7 +15,8 @@ from triage.errors import WorklistError
 
 
 def load(study_path: str) -> Any:  # -> zebra.intake.Study
-    """Reads ``study_path`` with :func:`zebra.intake.load_study` (a file, a folder, or a JSON list of files).
+    """Reads ``study_path`` with :func:`zebra.intake.load_study` (a file, a folder, or a JSON list of files),
+    or fetches a ``dicomweb:<StudyInstanceUID>`` study with WADO-RS first (:func:`pacs.source.load_study`).
 
     A list of files (one DICOM study sharing its folder with other studies) is hard-linked, or copied when
     linking is not possible, into a private temporary folder that intake reads and that is deleted after.
@@ -23,9 +24,15 @@ def load(study_path: str) -> Any:  # -> zebra.intake.Study
     Raises:
         IntakeError, NotFoundError: From intake, for unreadable or missing inputs.
         WorklistError: For a malformed file list.
+        DicomwebError, DicomwebStudyGoneError: When a DICOMweb study cannot be fetched.
     """
+    from pacs.source import is_dicomweb
     from zebra.intake import load_study
 
+    if is_dicomweb(study_path):
+        from pacs.source import load_study as load_dicomweb
+
+        return load_dicomweb(study_path)
     if not study_path.startswith("["):
         return load_study(study_path)
     try:

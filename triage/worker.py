@@ -43,6 +43,8 @@ class WorkerConfig:
         parent_pid: Stop when the parent process (the engine) is no longer this one; ``None``: never.
         weights: Priority weights (:class:`triage.priority.PriorityWeights` fields), ``None``: defaults.
         threads: Torch / FAISS threads of this worker (``None``: leave the libraries' defaults).
+        run_name: The run's name (result UIDs of the DICOMweb write-back derive from it).
+        write_back: Store each DICOMweb study's results back to the server (:mod:`pacs.writeback`).
     """
 
     store_url: str
@@ -55,6 +57,8 @@ class WorkerConfig:
     parent_pid: int | None = None
     weights: dict[str, float] | None = None
     threads: int | None = None
+    run_name: str | None = None
+    write_back: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary."""
@@ -166,12 +170,33 @@ def process(
     stats: WorkerStats,
     weights: priority.PriorityWeights | None,
 ) -> None:
-    """Processes one claimed item and commits its outcome (never raises for an item's own failure)."""
+    """Processes one claimed item and commits its outcome (never raises for an item's own failure).
+
+    A DICOMweb study's results are stored back to the server before the commit when ``cfg.write_back``
+    (result UIDs derive from run and study, so a retry replaces what an earlier try stored).
+
+    Raises:
+        DicomwebError: With ``stops_run`` (the server is unreachable or refuses the credentials): the item
+            goes back to ``pending`` with the reason, and the worker stops; ``--resume`` continues.
+    """
+    from pacs.source import forget, is_dicomweb
+
     item = lease.work_item()
     try:
         analysis = analyser.analyse(item)
         result = build_result(item, analysis, weights)
+        if cfg.write_back and is_dicomweb(item.study_path):
+            from pacs.writeback import write_results
+
+            result["pacs"] = write_results(item, analysis, result, run_name=cfg.run_name or str(cfg.run_id))
     except Exception as exc:  # one item's failure must not stop the run
+        if getattr(exc, "stops_run", False):
+            # Not this study's fault: give it back untouched (attempt not held against it) and stop.
+            queue.fail(
+                store, lease, error=describe_error(exc), permanent=False, max_attempts=lease.attempts + 1
+            )
+            log.error("item %s: %s; the worker stops (resume the run later)", item.log_id, type(exc).__name__)
+            raise
         permanent = isinstance(exc, PERMANENT_ERRORS)
         status = queue.fail(
             store, lease, error=describe_error(exc), permanent=permanent, max_attempts=cfg.max_attempts
@@ -192,6 +217,11 @@ def process(
         else:
             stats.stale += 1
         return
+    finally:
+        if is_dicomweb(item.study_path):
+            forget(item.study_path)
+            if item.prior_path:
+                forget(item.prior_path)
     if queue.complete(store, lease, result=result, priority=result["priority"]["score"]):
         stats.done += 1
     else:

@@ -18,6 +18,8 @@ history      ``history``, ``clinical_history``, ``indication``, ``clinical_notes
 Only the study column is required. Relative paths are taken against the CSV file's folder. The key of a row is
 ``csv-`` + a hash of its accession (or of its study path when there is no accession).
 
+DICOMweb: ``dicomweb:QUERY`` searches the configured server; see :mod:`pacs.source`.
+
 DICOM tree: every regular file under the folder is read with ``pydicom.dcmread(stop_before_pixels=True)``
 (files that are not DICOM are skipped) and grouped by StudyInstanceUID; the key is ``dcm-`` + a hash of that
 UID. Studies of the same patient are ordered by StudyDate/StudyTime and each gets the previous one as its
@@ -59,7 +61,8 @@ def read_worklist(path: str | os.PathLike[str], *, kind: WorklistKind = "auto") 
     """Reads a worklist of any supported kind.
 
     Args:
-        path: A CSV/TSV file, a DICOM folder tree, or a NOVA data set (root folder or parquet file).
+        path: A CSV/TSV file, a DICOM folder tree, a NOVA data set (root folder or parquet file), or
+            ``dicomweb:QUERY``, a QIDO-RS search on the configured server (:mod:`pacs.source`).
         kind: ``auto`` picks by what ``path`` is: a ``.csv``/``.tsv`` file, a NOVA root (holding
             ``data/nova-v1.parquet``) or ``.parquet`` file, otherwise a folder is a DICOM tree.
 
@@ -69,6 +72,17 @@ def read_worklist(path: str | os.PathLike[str], *, kind: WorklistKind = "auto") 
     Raises:
         WorklistError: When the worklist is missing, empty, malformed or has duplicate keys.
     """
+    from pacs.source import is_dicomweb
+
+    if is_dicomweb(str(path)):
+        from pacs.source import read_dicomweb_worklist
+
+        items = read_dicomweb_worklist(str(path))
+        if not items:
+            raise WorklistError(
+                "The DICOMweb search found no study.", hint="Check the query (dicomweb:KEY=VALUE&...)."
+            )
+        return items
     source = Path(path).expanduser()
     if not source.exists():
         raise WorklistError(f"Worklist {source} does not exist.", hint="Check the path.")

@@ -17,7 +17,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from zebra.errors import ConfigError
@@ -102,6 +102,28 @@ class ServerSettings(BaseModel):
     retention_days: int = 0
 
 
+class DicomwebSettings(BaseModel):
+    """The operator's DICOMweb server (docs/pacs.md). Only the operator sets it, here or in the environment
+    (``ZEBRA_DICOMWEB__URL``, ``__USERNAME``, ``__PASSWORD`` ...); it is never logged or shown in errors."""
+
+    #: DICOMweb base URL (QIDO/WADO/STOW root), e.g. ``https://pacs.example.org/dicom-web``; ``None``: none.
+    url: str | None = None
+    #: HTTP basic authentication; leave both unset for a server without authentication.
+    username: str | None = None
+    password: SecretStr | None = None
+    #: Bearer token (OAuth2 / cloud endpoints), sent instead of basic authentication when set.
+    token: SecretStr | None = None
+    #: Verify the server's TLS certificate (``false`` only for a test server), or a CA bundle path.
+    verify_tls: bool | str = True
+    #: Seconds a request may take (connect and each read).
+    timeout_s: float = 60.0
+    #: Tries of a study's WADO-RS fetch, and the first wait between them (doubled each time).
+    fetch_attempts: int = Field(default=3, ge=1, le=20)
+    backoff_s: float = Field(default=1.0, ge=0.0)
+    #: Store results (Comprehensive SR, Parametric Map) back to the server with STOW-RS.
+    write_back: bool = False
+
+
 class Settings(BaseSettings):
     """All of Zebra's settings."""
 
@@ -116,6 +138,7 @@ class Settings(BaseSettings):
     models: ModelSettings = Field(default_factory=ModelSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
+    dicomweb: DicomwebSettings = Field(default_factory=DicomwebSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -23,7 +23,11 @@ def _split_ints(text: str, option: str) -> list[int]:
 
 @app.command("triage")
 def triage_cmd(
-    worklist: Path = typer.Argument(..., help="CSV/TSV worklist, DICOM folder tree, or NOVA data set."),
+    worklist: str = typer.Argument(
+        ...,
+        help="CSV/TSV worklist, DICOM folder tree, NOVA data set, or dicomweb:QUERY (a QIDO-RS search of the "
+        "configured PACS, e.g. 'dicomweb:ModalitiesInStudy=MR&StudyDate=20260101-'; see docs/pacs.md).",
+    ),
     out: Path = typer.Option(..., "--out", help="Output folder: triage.csv, triage.html, summary.json."),
     bundle: Path | None = typer.Option(None, "--bundle", help="Index bundle folder (default: settings)."),
     workers: int = typer.Option(1, "--workers", min=1, max=256, help="Worker processes (or Ray tasks)."),
@@ -50,6 +54,11 @@ def triage_cmd(
         None, "--threads", min=1, help="Torch threads per worker (default 1)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    write_back: bool | None = typer.Option(
+        None,
+        "--write-back/--no-write-back",
+        help="dicomweb: worklists: store SR + parametric map back to the PACS (default: [dicomweb] write_back).",
+    ),
 ) -> None:
     """Triage a worklist of studies without a person in the loop: prioritised, crash-safe, resumable."""
     from triage.agent_adapter import AnalyserSpec
@@ -65,6 +74,7 @@ def triage_cmd(
         ray_address=ray_address,
         ray_num_cpus=ray_cpus,
         threads=threads,
+        write_back=write_back,
     )
     spec = AnalyserSpec(
         analyser=analyser,

@@ -1,0 +1,255 @@
+"""``dicomweb:QUERY`` worklists, and fetching a study into the hardened intake when its lease is taken.
+
+A worklist ``dicomweb:ModalitiesInStudy=MR&StudyDate=20260101-`` is a QIDO-RS study search on the
+configured server (the query string is passed as search filters; ``limit=N`` caps the studies). Each study
+becomes a :class:`triage.types.WorkItem` whose key is ``dicomweb-`` + a hash of its StudyInstanceUID and
+whose study path is ``dicomweb:<StudyInstanceUID>``: the original UID stays in the triage run's private
+state (the store), which is what lets results be written back next to the images; it is never logged.
+Studies of the same patient (hashed) are paired with the previous one as their prior, as for DICOM trees.
+
+:func:`load_study` fetches the study's instances with WADO-RS as raw bytes into a private temporary folder
+and reads it with :func:`zebra.intake.load_study`, so intake's checks and PS3.15 de-identification apply
+exactly as for files (an object intake refuses fails the item like a bad upload). The raw instances of the
+last few studies stay in this process's memory for the write-back (:func:`fetched`), never on disk.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import shutil
+import tempfile
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+from pacs.errors import DicomwebQueryError
+
+log = logging.getLogger(__name__)
+
+PREFIX = "dicomweb:"
+#: Fetched studies kept in memory per process (the current study and its prior).
+_CACHE_SIZE = 2
+#: QIDO-RS query parameters that are not attribute filters.
+_PARAMS = frozenset({"limit", "offset", "fuzzymatching", "includefield"})
+
+
+def is_dicomweb(value: Any) -> bool:
+    """Whether a worklist argument or a study path names the DICOMweb source."""
+    return isinstance(value, str) and value.startswith(PREFIX)
+
+
+def parse_query(worklist: str) -> tuple[dict[str, str], int | None]:
+    """``dicomweb:QUERY`` -> (QIDO-RS search filters, limit).
+
+    Raises:
+        DicomwebQueryError: For an unknown attribute, a repeated one or a bad limit.
+    """
+    from pydicom.datadict import tag_for_keyword
+
+    query = worklist[len(PREFIX) :] if is_dicomweb(worklist) else worklist
+    filters: dict[str, str] = {}
+    limit: int | None = None
+    for key, value in parse_qsl(query.lstrip("?"), keep_blank_values=True, strict_parsing=False):
+        key = key.strip()
+        if key.lower() == "limit":
+            if not value.isdigit() or int(value) < 1:
+                raise DicomwebQueryError(
+                    f"limit must be a positive integer, got {value!r}.", hint="e.g. dicomweb:limit=50"
+                )
+            limit = int(value)
+            continue
+        if key.lower() in _PARAMS:
+            raise DicomwebQueryError(f"{key} is not supported in a worklist query.", hint="Remove it.")
+        is_tag = len(key) == 8 and all(c in "0123456789abcdefABCDEF" for c in key)
+        if not is_tag and tag_for_keyword(key) is None:
+            raise DicomwebQueryError(
+                f"{key!r} is not a DICOM attribute keyword.",
+                hint="Use keywords such as ModalitiesInStudy, StudyDate, AccessionNumber, StudyInstanceUID.",
+            )
+        if key in filters:
+            raise DicomwebQueryError(f"{key} is given twice in the query.", hint="Give it once.")
+        filters[key] = value
+    return filters, limit
+
+
+def _value(record: dict[str, Any], keyword: str) -> str:
+    from pydicom.datadict import tag_for_keyword
+
+    tag = tag_for_keyword(keyword)
+    element = record.get(f"{tag:08X}") if tag is not None else None
+    values = (element or {}).get("Value") or []
+    if not values:
+        return ""
+    first = values[0]
+    if isinstance(first, dict):  # PN
+        first = first.get("Alphabetic", "")
+    return str(first).strip()
+
+
+def read_dicomweb_worklist(
+    worklist: str, *, client: Any | None = None, pair_priors: bool = True
+) -> list[Any]:
+    """The studies a ``dicomweb:QUERY`` finds, as work items (see the module docstring).
+
+    Args:
+        worklist: ``dicomweb:`` followed by a QIDO-RS query string (may be empty: every study).
+        client: A :class:`pacs.client.DicomwebClient` (default: from the settings).
+        pair_priors: Give each study the patient's previous study as its prior.
+
+    Raises:
+        DicomwebQueryError, DicomwebNotConfiguredError: Bad query or no server.
+        DicomwebAuthError, DicomwebUnreachableError, DicomwebError: When the search fails.
+    """
+    from pacs.client import DicomwebClient
+    from triage.types import WorkItem, short_hash
+
+    filters, limit = parse_query(worklist)
+    client = client or DicomwebClient.from_settings()
+    records = client.search_studies(filters, limit=limit)
+    studies: dict[str, dict[str, Any]] = {}
+    for record in records:
+        uid = _value(record, "StudyInstanceUID")
+        if not uid or uid in studies:
+            continue
+        pid = _value(record, "PatientID")
+        studies[uid] = {
+            "accession": _value(record, "AccessionNumber") or None,
+            # Kept in memory only, hashed: pairs a study with the patient's previous study.
+            "patient": short_hash(f"pid:{pid}", 20) if pid else None,
+            "when": f"{_value(record, 'StudyDate')}{_value(record, 'StudyTime')}",
+        }
+    priors: dict[str, str] = {}
+    if pair_priors:
+        by_patient: dict[str, list[str]] = {}
+        for uid, entry in studies.items():
+            if entry["patient"] and entry["when"]:
+                by_patient.setdefault(entry["patient"], []).append(uid)
+        for uids in by_patient.values():
+            uids.sort(key=lambda u: (studies[u]["when"], short_hash(u)))
+            for earlier, later in itertools.pairwise(uids):
+                priors[later] = earlier
+    # Stable order whatever order the server answers in: by study date/time, then by hashed UID.
+    order = sorted(studies, key=lambda u: (studies[u]["when"], short_hash(u)))
+    items = [
+        WorkItem(
+            item_key=f"dicomweb-{short_hash(f'uid:{uid}', 20)}",
+            accession=studies[uid]["accession"],
+            study_path=f"{PREFIX}{uid}",
+            prior_path=f"{PREFIX}{priors[uid]}" if uid in priors else None,
+        )
+        for uid in order
+    ]
+    log.info("DICOMweb search found %d stud%s", len(items), "y" if len(items) == 1 else "ies")
+    return items
+
+
+# ---------------------------------------------------------------------------------------------------- fetch
+@dataclass
+class FetchedStudy:
+    """A study as fetched (raw instances, in memory) and as intake read it (de-identified).
+
+    Attributes:
+        study_uid: The original StudyInstanceUID (private to this process).
+        parts: The raw Part 10 bytes of each instance; intake read them as ``000000.dcm``, ``000001.dcm`` ...
+        study: The de-identified :class:`zebra.intake.Study`.
+    """
+
+    study_uid: str
+    parts: list[bytes]
+    study: Any
+
+    def original_dataset(self, image: Any) -> Any:
+        """The original pydicom data set (pixels included) behind a ``MedicalImage`` of :attr:`study`.
+
+        Raises:
+            KeyError: When the image was not read from one of :attr:`parts`.
+        """
+        import io
+
+        import pydicom
+
+        stem = Path(getattr(image, "source_name", "") or "").stem
+        if not stem.isdigit() or int(stem) >= len(self.parts):
+            raise KeyError("image not from this study's instances")
+        return pydicom.dcmread(io.BytesIO(self.parts[int(stem)]))
+
+
+_fetched: OrderedDict[str, FetchedStudy] = OrderedDict()
+
+
+def study_uid_of(study_path: str) -> str:
+    """The StudyInstanceUID of a ``dicomweb:<uid>`` study path.
+
+    Raises:
+        DicomwebQueryError: When the path holds no plausible UID.
+    """
+    uid = study_path[len(PREFIX) :].strip() if is_dicomweb(study_path) else ""
+    if not uid or len(uid) > 64 or any(c not in "0123456789." for c in uid):
+        raise DicomwebQueryError("A DICOMweb study reference is malformed.", hint="Re-create the run.")
+    return uid
+
+
+def load_study(study_path: str, *, client: Any | None = None) -> Any:
+    """Fetches ``dicomweb:<uid>`` with WADO-RS and reads it through intake (module docstring).
+
+    Returns:
+        The de-identified :class:`zebra.intake.Study`.
+
+    Raises:
+        DicomwebStudyGoneError: The study is not on the server any more.
+        DicomwebAuthError, DicomwebUnreachableError, DicomwebError: The fetch failed after its retries.
+        IntakeError: Intake refused what the server sent.
+    """
+    from zebra.intake import load_study as intake_load
+
+    uid = study_uid_of(study_path)
+    client = client or _default_client()
+    parts = client.fetch_study(uid)
+    tmp = Path(tempfile.mkdtemp(prefix="zebra-dicomweb-"))
+    try:
+        for i, part in enumerate(parts):
+            (tmp / f"{i:06d}.dcm").write_bytes(part)
+        study = intake_load(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    _fetched[study_path] = FetchedStudy(study_uid=uid, parts=parts, study=study)
+    _fetched.move_to_end(study_path)
+    while len(_fetched) > _CACHE_SIZE:
+        _fetched.popitem(last=False)
+    return study
+
+
+def fetched(study_path: str) -> FetchedStudy | None:
+    """The study this process fetched last for ``study_path`` (``None`` when it was not fetched here)."""
+    return _fetched.get(study_path)
+
+
+def forget(study_path: str) -> None:
+    """Drops a fetched study from memory."""
+    _fetched.pop(study_path, None)
+
+
+_client: tuple[int, Any] | None = None
+
+
+def _default_client() -> Any:
+    """One client per process and settings (its HTTP session keeps connections open between studies)."""
+    global _client
+    from zebra.config import get_settings
+
+    settings = get_settings()
+    if _client is None or _client[0] != id(settings):
+        from pacs.client import DicomwebClient
+
+        _client = (id(settings), DicomwebClient.from_settings(settings))
+    return _client[1]
+
+
+def reset_client() -> None:
+    """Forgets the process's client (tests change the settings between runs)."""
+    global _client
+    _client = None
+    _fetched.clear()
