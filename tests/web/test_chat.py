@@ -208,14 +208,14 @@ def _hold_intake(monkeypatch) -> tuple[threading.Event, threading.Event]:
     from zebra.web.routes import studies as study_routes
 
     entered, release = threading.Event(), threading.Event()
-    parse = study_routes._parse_locked
+    parse = study_routes._parse
 
-    def held(ctx, source):
+    def held(ctx, source, scratch):
         entered.set()
         release.wait(30)
-        return parse(ctx, source)
+        return parse(ctx, source, scratch)
 
-    monkeypatch.setattr(study_routes, "_parse_locked", held)
+    monkeypatch.setattr(study_routes, "_parse", held)
     return entered, release
 
 

@@ -19,6 +19,8 @@ import numpy as np
 
 from zebra.errors import ZebraError
 from zebra.web.errors import AgentUnavailableError
+from zebra.web.inflight import AsyncSlots
+from zebra.web.redact import mask_secrets
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +137,8 @@ class AgentAdapter:
         self._agent: Any = None
         self._build_lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(max(1, concurrency))
+        #: Callers on the event loop wait here before taking a thread for :meth:`ask` (issue 15.5).
+        self.slots = AsyncSlots(max(1, concurrency))
 
     def agent(self) -> Any:
         """The agent, built on first call.
@@ -149,8 +153,11 @@ class AgentAdapter:
                 except ZebraError as exc:
                     if isinstance(exc, AgentUnavailableError):
                         raise
+                    # The reason may name the reasoner's URL or credentials: the log gets it, users do not.
+                    log.error("the diagnostic agent could not start: %s", mask_secrets(exc.message))
                     raise AgentUnavailableError(
-                        f"The diagnostic agent could not start: {exc.message}", hint=exc.hint
+                        "The diagnostic agent could not start.",
+                        hint="Tell the administrator (the reason is in the server log).",
                     ) from exc
             return self._agent
 

@@ -20,11 +20,13 @@ from zebra.config import Settings, get_settings
 from zebra.errors import ZebraError
 from zebra.web.agent_adapter import AgentAdapter, AgentFactory, default_agent_factory
 from zebra.web.context import AppContext
-from zebra.web.errors import RateLimitedError, ServerBusyError, StudyNotReadyError, status_for
+from zebra.web.errors import RateLimitedError, ServerBusyError, StudyNotReadyError, WebError, status_for
+from zebra.web.inflight import UserInflight
 from zebra.web.middleware import SecurityMiddleware
 from zebra.web.overlays import OverlayStore
 from zebra.web.proxy import ForwardedResolver, HostAllowList
 from zebra.web.ratelimit import LoginThrottle, PasswordCheckSlots
+from zebra.web.redact import mask_secrets
 from zebra.web.routes import auth, sessions, studies
 from zebra.web.uploads import body_allowance
 
@@ -55,6 +57,10 @@ def _install_error_handlers(app: FastAPI) -> None:
             else None
         )
         headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+        if status >= 500 and not isinstance(exc, WebError):
+            # Server-side failures may quote internals (URLs, credentials, upstream replies): log only.
+            log.error("request failed: %s: %s", type(exc).__name__, mask_secrets(exc.message))
+            return _error(status, "Internal server error.", "Try again; if it persists, see the server log.")
         if status >= 500:
             log.error("request failed: %s", type(exc).__name__)
         return _error(status, exc.message, exc.hint, headers)
@@ -149,6 +155,7 @@ def create_app(
         overlays=OverlayStore(data_dir / "web", search_roots=roots),
         salt=load_or_create_salt(data_dir),
         intake_timeout_s=intake_timeout_s,
+        inflight=UserInflight(settings.server.max_inflight_per_user),
     )
 
     @asynccontextmanager

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from zebra.config import Settings
 from zebra.web.agent_adapter import AgentAdapter
 from zebra.web.auth import AuthedUser
 from zebra.web.errors import AuthenticationError
+from zebra.web.inflight import AsyncSlots, UserInflight
 from zebra.web.overlays import OverlayStore
 from zebra.web.ratelimit import LoginThrottle, PasswordCheckSlots
 from zebra.web.uploads import PendingUploads
@@ -33,7 +33,8 @@ class AppContext:
         overlays: Heatmap/box overlays and evidence thumbnails.
         salt: The de-identification salt (read once).
         intake_timeout_s: Longest time one upload may take to parse.
-        intake_slots: Uploads parsed at once.
+        intake_slots: Uploads parsed at once (waited for on the event loop).
+        inflight: Questions and uploads in flight per user (429 past ``server.max_inflight_per_user``).
         images_per_question: Most images of a study sent to the agent per question.
         background: Answer tasks still running (kept referenced until done).
         pending_uploads: Uploads to chat sessions still being received or de-identified.
@@ -48,7 +49,8 @@ class AppContext:
     salt: bytes
     password_checks: PasswordCheckSlots = field(default_factory=PasswordCheckSlots)
     intake_timeout_s: float = 120.0
-    intake_slots: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(2))
+    intake_slots: AsyncSlots = field(default_factory=lambda: AsyncSlots(2))
+    inflight: UserInflight = field(default_factory=lambda: UserInflight(4))
     images_per_question: int = 4
     background: set[asyncio.Task[Any]] = field(default_factory=set)
     pending_uploads: PendingUploads = field(default_factory=PendingUploads)

@@ -40,9 +40,17 @@ def _context() -> Any:
         return _CONTEXT
 
 
-def _child(path: str, settings: dict[str, Any], salt: bytes, out: Any) -> None:
+def _child(path: str, settings: dict[str, Any], salt: bytes, out: Any, tmp_dir: str | None = None) -> None:
+    import os
+    import tempfile
+
     from zebra.intake import load_study
 
+    if tmp_dir:
+        # Whatever intake unpacks goes under the upload's own folder (removed by the server even if this
+        # process is killed), never the system temp folder.
+        os.environ["TMPDIR"] = tmp_dir
+        tempfile.tempdir = tmp_dir
     try:
         study = load_study(Path(path), settings=IntakeSettings(**settings), salt=salt)
         out.put(("ok", study))
@@ -65,9 +73,17 @@ def _rebuild_error(module: str, qualname: str, message: str, hint: str | None) -
 
 
 def load_study_isolated(
-    path: Path, settings: IntakeSettings, salt: bytes, *, timeout_s: float = 120.0
+    path: Path,
+    settings: IntakeSettings,
+    salt: bytes,
+    *,
+    timeout_s: float = 120.0,
+    tmp_dir: Path | None = None,
 ) -> Study:
     """Parses ``path`` with ``load_study`` in a child process; blocking (call from a worker thread).
+
+    ``tmp_dir`` is where the child's temporary files go (an unpacked zip); the system temp folder when
+    ``None``.
 
     Raises:
         UploadTimeoutError: When parsing takes longer than ``timeout_s`` (the child is killed).
@@ -78,7 +94,8 @@ def load_study_isolated(
 
     ctx = _context()
     out = ctx.Queue(maxsize=1)
-    proc = ctx.Process(target=_child, args=(str(path), settings.model_dump(), bytes(salt), out), daemon=True)
+    args = (str(path), settings.model_dump(), bytes(salt), out, str(tmp_dir) if tmp_dir else None)
+    proc = ctx.Process(target=_child, args=args, daemon=True)
     start = time.monotonic()
     proc.start()
     try:

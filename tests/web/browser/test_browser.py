@@ -240,17 +240,17 @@ def held_intake(monkeypatch) -> Iterator[SimpleNamespace]:
     from zebra.web.routes import studies as study_routes
 
     hold = SimpleNamespace(entered=threading.Event(), release=threading.Event(), fail=None)
-    parse = study_routes._parse_locked
+    parse = study_routes._parse
 
-    def held(ctx: Any, source: Path) -> Any:
+    def held(ctx: Any, source: Path, scratch: Path) -> Any:
         hold.entered.set()
         if not hold.release.wait(60):
             raise RuntimeError("the test never released the upload")
         if hold.fail is not None:
             raise hold.fail
-        return parse(ctx, source)
+        return parse(ctx, source, scratch)
 
-    monkeypatch.setattr(study_routes, "_parse_locked", held)
+    monkeypatch.setattr(study_routes, "_parse", held)
     yield hold
     hold.release.set()
 

@@ -23,8 +23,9 @@ from zebra.web.chat import (
     prepare_question,
     update_session,
 )
-from zebra.web.context import current_user, get_context
-from zebra.web.errors import StudyNotReadyError
+from zebra.web.context import AppContext, current_user, get_context
+from zebra.web.errors import StudyNotReadyError, WebError
+from zebra.web.redact import mask_secrets
 from zebra.web.schemas import ErrorBody, NewSessionRequest, QuestionRequest, UpdateSessionRequest
 from zebra.web.sse import sse_comment, sse_event
 
@@ -36,6 +37,49 @@ router = APIRouter(
 
 #: Seconds between keep-alive comments while the agent thinks.
 KEEPALIVE_S = 10.0
+#: What a user is told when the agent fails: the details (which may name the reasoner's URL, credentials or
+#: the upstream reply) go to the log only.
+AGENT_FAILED = {
+    "error": "The assistant could not answer this question.",
+    "hint": "Try again; if it persists, tell the administrator (details are in the server log).",
+}
+
+
+def user_facing_error(exc: BaseException) -> dict[str, Any]:
+    """The ``error`` event for a failed question: our own request errors as they are, anything else generic.
+
+    Errors of the web app (bad input, not found, agent unavailable) carry messages written for users here;
+    errors from the agent and below may quote internal details (the reasoner's URL with its credentials,
+    the upstream reply), so they are logged (secrets masked) and replaced.
+    """
+    if isinstance(exc, WebError):
+        return {"error": exc.message, "hint": exc.hint}
+    detail = exc.message if isinstance(exc, ZebraError) else str(exc)
+    log.error("the agent failed on a question: %s: %s", type(exc).__name__, mask_secrets(detail))
+    return dict(AGENT_FAILED)
+
+
+async def _prepare(ctx: AppContext, user: AuthedUser, session_id: str, body: QuestionRequest) -> Any:
+    """Waits for an upload to the session, then checks and stores the question (before streaming starts)."""
+    # An upload to this session still being de-identified: wait for it (on the event loop, no thread held),
+    # briefly; never answer without it. Past the wait the question is refused (409) and nothing is stored.
+    if not await ctx.pending_uploads.wait(user.id, session_id, ctx.pending_upload_wait_s):
+        raise StudyNotReadyError(
+            "The image is still being prepared (uploaded and de-identified); the question was not sent.",
+            hint="Ask again once the upload has finished.",
+        )
+    # Validation and the user message happen before streaming starts, so bad input is a plain JSON error.
+    return await run_in_threadpool(
+        prepare_question,
+        ctx,
+        user.id,
+        session_id,
+        body.question,
+        image_index=body.image_index,
+        history=body.history,
+        study_id=body.study_id,
+        prior_study_id=body.prior_study_id,
+    )
 
 
 @router.post("/sessions", status_code=201, summary="Start a chat session")
@@ -104,25 +148,13 @@ async def post_message(
     session_id: str, body: QuestionRequest, request: Request, user: AuthedUser = Depends(current_user)
 ) -> StreamingResponse:
     ctx = get_context(request)
-    # An upload to this session still being de-identified: wait for it (on the event loop, no thread held),
-    # briefly; never answer without it. Past the wait the question is refused (409) and nothing is stored.
-    if not await ctx.pending_uploads.wait(user.id, session_id, ctx.pending_upload_wait_s):
-        raise StudyNotReadyError(
-            "The image is still being prepared (uploaded and de-identified); the question was not sent.",
-            hint="Ask again once the upload has finished.",
-        )
-    # Validation and the user message happen before streaming starts, so bad input is a plain JSON error.
-    agent_request = await run_in_threadpool(
-        prepare_question,
-        ctx,
-        user.id,
-        session_id,
-        body.question,
-        image_index=body.image_index,
-        history=body.history,
-        study_id=body.study_id,
-        prior_study_id=body.prior_study_id,
-    )
+    # Counted from now until the answer is stored (or fails): one user cannot queue without bound (429).
+    ctx.inflight.acquire(user.id)
+    try:
+        agent_request = await _prepare(ctx, user, session_id, body)
+    except BaseException:
+        ctx.inflight.release(user.id)
+        raise
     loop = asyncio.get_running_loop()
     events: asyncio.Queue[tuple[str, Any] | None] = asyncio.Queue()
 
@@ -131,19 +163,17 @@ async def post_message(
 
     async def produce() -> None:
         try:
-            result = await anyio.to_thread.run_sync(
-                answer_question, ctx, user.id, session_id, agent_request, emit
-            )
+            # Queued questions wait for the agent here, on the event loop: no worker thread is held while
+            # waiting, so sign-in checks and pages stay fast for everyone (issue 15.5).
+            async with ctx.agent.slots.slot():
+                result = await anyio.to_thread.run_sync(
+                    answer_question, ctx, user.id, session_id, agent_request, emit
+                )
             events.put_nowait(("final", result))
-        except ZebraError as exc:
-            log.warning("question in session failed: %s", type(exc).__name__)
-            events.put_nowait(("error", {"error": exc.message, "hint": exc.hint}))
-        except Exception:
-            log.exception("the agent failed")
-            events.put_nowait(
-                ("error", {"error": "The agent failed on this question.", "hint": "Try again."})
-            )
+        except Exception as exc:
+            events.put_nowait(("error", user_facing_error(exc)))
         finally:
+            ctx.inflight.release(user.id)
             events.put_nowait(None)
 
     task = asyncio.create_task(produce())

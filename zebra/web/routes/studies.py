@@ -61,9 +61,10 @@ _UPLOAD_BODY = {
 _PNG = {"content": {"image/png": {}}, "description": "PNG image"}
 
 
-def _parse_locked(ctx: AppContext, source: Path) -> Any:
-    with ctx.intake_slots:
-        return load_study_isolated(source, ctx.settings.intake, ctx.salt, timeout_s=ctx.intake_timeout_s)
+def _parse(ctx: AppContext, source: Path, scratch: Path) -> Any:
+    return load_study_isolated(
+        source, ctx.settings.intake, ctx.salt, timeout_s=ctx.intake_timeout_s, tmp_dir=scratch
+    )
 
 
 @router.post(
@@ -94,14 +95,18 @@ async def upload_study(
 ) -> JSONResponse:
     ctx = get_context(request)
     limits = ctx.settings.server
-    dest = Path(tempfile.mkdtemp(prefix="up-", dir=ctx.upload_tmp))
     with ExitStack() as in_progress:
+        # One user's uploads and questions in flight are capped (429), before anything is received.
+        in_progress.enter_context(ctx.inflight.hold(user.id))
+        dest = Path(tempfile.mkdtemp(prefix="up-", dir=ctx.upload_tmp))
         # Questions to the session wait for this upload instead of being answered without it (from the start
         # when session_id is a query parameter, else once the form field has arrived).
         in_progress.enter_context(ctx.pending_uploads.track(user.id, session_id))
         try:
+            files = dest / "files"
+            files.mkdir(mode=0o700)
             received = await receive_upload(
-                request, dest, max_bytes=limits.max_upload_bytes, max_files=limits.max_upload_files
+                request, files, max_bytes=limits.max_upload_bytes, max_files=limits.max_upload_files
             )
             if not session_id and received.fields.get("session_id"):
                 session_id = received.fields["session_id"]
@@ -126,8 +131,14 @@ async def _parse_and_store(
     session_id = session_id or None
     if role not in ROLES:
         raise BadRequestError(f"Unknown role {role!r}.", hint="Use role=current or role=prior.")
-    source = received.files[0] if len(received.files) == 1 else dest
-    study = await anyio.to_thread.run_sync(_parse_locked, ctx, source)
+    source = received.files[0] if len(received.files) == 1 else dest / "files"
+    # The parser's temporary files (an unpacked zip: raw, not yet de-identified DICOM) stay inside this
+    # upload's own folder, which is removed whatever happens, never in the system temp folder.
+    scratch = dest / "tmp"
+    scratch.mkdir(mode=0o700, exist_ok=True)
+    # Wait for a parser slot on the event loop: a queued upload holds no worker thread (issue 15.5).
+    async with ctx.intake_slots.slot():
+        study = await anyio.to_thread.run_sync(_parse, ctx, source, scratch)
     return await run_in_threadpool(
         store_upload,
         ctx.store,
