@@ -17,8 +17,9 @@ Outputs in ``out``:
   without it an existing non-empty file is an error.
 - ``run.json``: run metadata and timing (start, end, wall time).
 - ``case_metrics.jsonl``: per-case statistics (:mod:`eval.scoring`), what ``zebra eval compare`` reads.
-- ``summary.json``: headline metrics, ``ci``, ``run`` metadata, curves, counts, judge agreement, and
-  ``timing`` (the only part that differs between an interrupted-and-resumed run and an uninterrupted one).
+- ``summary.json``: headline metrics, ``ci``, the localisation ``protocol`` (``nova`` or ``coco``, with its
+  ``protocol_definition``) and the scoring ``unit`` (``case`` or ``image``) they were computed under, ``run``
+  metadata, curves, counts, judge agreement, and ``timing`` (the only part that differs between an interrupted-and-resumed run and an uninterrupted one).
 - ``judgments.jsonl``: the LLM judge's log (LLM judge only).
 - ``report.html``: :mod:`eval.report`.
 """
@@ -40,8 +41,9 @@ from eval.bootstrap import DEFAULT_RESAMPLES, DEFAULT_SEED
 from eval.errors import EvalConfigError
 from eval.jsonl import JsonlAppender, read_jsonl, repair_tail, write_json
 from eval.judges import Judge, OfflineJudge, agreement, make_judge
+from eval.metrics.localisation import DEFAULT_PROTOCOL, PROTOCOL_DEFINITIONS, PROTOCOLS
 from eval.predictors import ABLATIONS, INPUTS, TASKS, CasePrediction, Predictor, create_predictor
-from eval.scoring import HEADLINE, SECONDARY, score_predictions
+from eval.scoring import DEFAULT_UNIT, HEADLINE, SECONDARY, UNITS, score_predictions
 
 if TYPE_CHECKING:
     from zebra.datasets import NovaDataset, NovaRecord
@@ -193,6 +195,8 @@ def run_eval(
     report: bool = True,
     progress: bool = False,
     on_case: Callable[[dict[str, Any]], None] | None = None,
+    protocol: str = DEFAULT_PROTOCOL,
+    unit: str = DEFAULT_UNIT,
 ) -> dict[str, Any]:
     """Runs ``predictor`` over every case of ``data`` and scores it (module docstring).
 
@@ -214,6 +218,8 @@ def run_eval(
         report: Write ``report.html``.
         progress: Show a progress bar.
         on_case: Called with each prediction row after it is written (tests, progress).
+        protocol: Localisation protocol, ``nova`` (the NOVA reference, default) or ``coco``.
+        unit: Diagnosis scoring unit, ``case`` (default) or ``image`` (as the NOVA reference).
 
     Returns:
         The summary (also written to ``summary.json``).
@@ -222,6 +228,7 @@ def run_eval(
         EvalConfigError: Bad options, or an existing run without ``resume`` / with other settings.
         DatasetError: When the data set cannot be read.
     """
+    protocol, unit = check_scoring(protocol, unit)
     input_set = parse_list(inputs, INPUTS, "input")
     ablations = parse_list(ablate, ABLATIONS, "ablation")
     effective = tuple(i for i in input_set if i not in ablations)
@@ -299,6 +306,8 @@ def run_eval(
         n_resamples=n_resamples,
         seed=seed,
         run_info={**run_info, "n_cases_in_data": len(dataset.case_ids)},
+        protocol=protocol,
+        unit=unit,
     )
     latencies = [float(r.get("latency_s") or 0.0) for r in rows]
     finished = _now()
@@ -317,6 +326,20 @@ def run_eval(
 
         write_report(out / REPORT, summary, out / CASE_METRICS)
     return summary
+
+
+def check_scoring(protocol: str, unit: str) -> tuple[str, str]:
+    """``(protocol, unit)`` normalised.
+
+    Raises:
+        EvalConfigError: For an unknown protocol or unit.
+    """
+    p, u = str(protocol).strip().lower(), str(unit).strip().lower()
+    if p not in PROTOCOLS:
+        raise EvalConfigError(f"Unknown protocol: {protocol}.", hint=f"Use any of: {', '.join(PROTOCOLS)}.")
+    if u not in UNITS:
+        raise EvalConfigError(f"Unknown unit: {unit}.", hint=f"Use any of: {', '.join(UNITS)}.")
+    return p, u
 
 
 def _read_run(path: Path) -> dict[str, Any] | None:
@@ -398,13 +421,23 @@ def score_run(
     n_resamples: int = DEFAULT_RESAMPLES,
     seed: int = DEFAULT_SEED,
     run_info: dict[str, Any] | None = None,
+    protocol: str = DEFAULT_PROTOCOL,
+    unit: str = DEFAULT_UNIT,
 ) -> dict[str, Any]:
     """Scores prediction rows, writes ``case_metrics.jsonl`` and returns the summary (without ``timing``)."""
+    protocol, unit = check_scoring(protocol, unit)
     out = Path(out)
     primary = make_judge(judge, model=judge_model, votes=judge_votes, log_path=out / JUDGMENTS)
     recorder = _RecordingJudge(primary)
     scored = score_predictions(
-        rows, dataset.by_case(), same=recorder.same, tasks=tasks, n_resamples=n_resamples, seed=seed
+        rows,
+        dataset.by_case(),
+        same=recorder.same,
+        tasks=tasks,
+        n_resamples=n_resamples,
+        seed=seed,
+        protocol=protocol,
+        unit=unit,
     )
     tmp = out / f".{CASE_METRICS}.tmp"
     with tmp.open("w", encoding="utf-8") as fh:
@@ -416,7 +449,12 @@ def score_run(
     judge_agreement = None
     if not isinstance(primary, OfflineJudge):
         judge_agreement = agreement(recorder.pairs, primary, OfflineJudge())
-    summary: dict[str, Any] = {"n_cases": len(scored.cases)}
+    summary: dict[str, Any] = {
+        "n_cases": len(scored.cases),
+        "protocol": protocol,
+        "protocol_definition": PROTOCOL_DEFINITIONS[protocol],
+        "unit": unit,
+    }
     for key in (*HEADLINE, *SECONDARY):
         value = scored.metrics.get(key)
         summary[key] = None if value is None else round(float(value), 10)
@@ -430,6 +468,10 @@ def score_run(
         "n_errors": sum(bool(by_id[c.case_id].get("error")) for c in scored.cases),
         "n_with_truth": sum(s.get("has_truth") == 1 for s in stats),
         "n_gold_images": int(sum(s.get("n_gold_images") or 0 for s in stats)),
+        "n_localisation_images": int(
+            sum(s.get("n_gold_images" if protocol == "coco" else "n_nova_images") or 0 for s in stats)
+        ),
+        "n_diagnosis_images": sum(im["stats"].get("has_truth") == 1 for c in scored.cases for im in c.images),
         "n_caption_pairs": int(sum(s.get("n_caption_pairs") or 0 for s in stats)),
     }
     summary["curves"] = scored.curves

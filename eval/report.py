@@ -107,6 +107,9 @@ def render_report(summary: dict[str, Any], cases: Sequence[dict[str, Any]]) -> s
         plots = reliability_svg(curves.get("reliability") or []) + risk_coverage_svg(
             curves.get("risk_coverage") or {}, curves.get("operating_point")
         )
+    protocol = summary.get("protocol") or "coco"  # summaries written before protocols existed were coco
+    unit = summary.get("unit") or "case"
+    ap50_key = "nova_ap50" if protocol == "nova" else "ap50"
     case_rows = []
     for case in cases:
         d = case.get("details") or {}
@@ -123,7 +126,7 @@ def render_report(summary: dict[str, Any], cases: Sequence[dict[str, Any]]) -> s
                     d.get("abstained"),
                     d.get("cae"),
                     d.get("taxonomy_distance"),
-                    d.get("ap50"),
+                    d.get(ap50_key),
                     d.get("bleu4"),
                 )
             )
@@ -140,6 +143,11 @@ def render_report(summary: dict[str, Any], cases: Sequence[dict[str, Any]]) -> s
         if agreement
         else ""
     )
+    scoring_html = (
+        f"<p>Localisation protocol: <b>{html.escape(str(protocol))}</b>"
+        f" ({html.escape(str(summary.get('protocol_definition') or ''))}). "
+        f"Scoring unit: <b>{html.escape(str(unit))}</b>.</p>"
+    )
     warning = (
         "<p class='warn'>This run used the <b>oracle</b> predictor, which reads the gold labels: a harness "
         "check, not a result.</p>"
@@ -155,9 +163,10 @@ figure{{display:inline-block;margin:0 1em 1em 0}} .warn{{color:#a00}} ul{{font-s
 </style></head><body>
 <h1>Zebra evaluation report</h1>
 <p>Research use only. {summary.get("n_cases", 0)} case(s); judge: {html.escape(str(summary.get("judge")))}.</p>
+{scoring_html}
 {warning}
 <h2>Run</h2><ul>{meta_items}</ul>
-<h2>Headline metrics (95% bootstrap intervals over cases)</h2>
+<h2>Headline metrics (95% bootstrap intervals over {html.escape(str(unit))}s)</h2>
 <table><tr><th>metric</th><th>value</th><th>95% CI</th></tr>{"".join(rows)}</table>
 {agreement_html}
 <h2>Calibration and selective prediction</h2>{plots or "<p>No diagnosis task in this run.</p>"}

@@ -3,10 +3,15 @@
 Every metric is an aggregate of per-case numbers (:data:`STAT_COLUMNS`), so that a bootstrap resample of
 cases, or the shared cases of two runs, can be re-aggregated exactly:
 
-- localisation (images with gold boxes): ``map_0.3``, ``map_0.5``, ``map_0.5_0.95`` are the mean per-image AP
-  (:mod:`eval.metrics.localisation`), ``acc50`` the fraction of top boxes that hit;
-- captioning (images with a reference caption): ``bleu4`` is corpus BLEU-4 (n-gram statistics summed over
-  images), ``rouge_l`` the mean ROUGE-L F, ``term_f1`` the micro-averaged clinical-term F1;
+- localisation: ``map_0.3``, ``map_0.5``, ``map_0.5_0.95`` are the mean per-image AP and ``acc50`` the share
+  of images hit, under the chosen *protocol* (:mod:`eval.metrics.localisation`): ``nova`` (default) averages
+  over every image whose boxes are known (``label_status != "unlabelled"``), ``coco`` over images with gold
+  boxes. Both protocols' statistics are kept per case, so a run can be re-aggregated under either
+  (``zebra eval compare --protocol``). A data set without any gold box has no localisation ground truth:
+  every localisation metric is ``None`` there under both protocols;
+- captioning (images with a reference caption): ``bleu4`` is sacrebleu corpus BLEU (13a, exponential
+  smoothing, 0-1; n-gram statistics summed over images), ``rouge_l`` the mean rouge-score ROUGE-L F1,
+  ``term_f1`` the micro-averaged clinical-term F1 (this project's own metric);
 - diagnosis (cases with a gold diagnosis): ``top1``/``top5`` judged accuracy of the ranked list (abstained or
   not), ``ece`` over the top-1 probabilities (top-1 correctness), ``coverage`` = fraction not abstained,
   ``selective_risk`` = top-1 error rate among the answered cases, ``aurc``, ``cae_rate`` (among answered cases
@@ -15,6 +20,13 @@ cases, or the shared cases of two runs, can be re-aggregated exactly:
   known: the predicted ACR code comes from the prediction's ``extra.acr_codes``), ``region_consistent_top5``
   (over the cases whose prediction names an imaged region, ``extra.imaged_region``: the share of the top-5
   entries whose region, ``extra.regions``, is not known to lie only elsewhere; the agent predictor fills both).
+
+The *unit* of scoring is the case (default) or the image (``unit="image"``, as the NOVA reference judges
+diagnosis): with ``image`` every image is a row of the statistics matrix, with its own localisation and
+caption statistics and the diagnosis statistics of the case's prediction against *that image's*
+``final_diagnosis`` (images without one are not scored for diagnosis), and the bootstrap resamples images.
+Each case row of ``case_metrics.jsonl`` carries its image rows (``images``), so either unit can be
+re-aggregated later.
 
 A metric family the predictor does not declare in its ``tasks`` is ``None``; inside a declared family a
 missing answer counts (no box = AP 0, no caption = empty caption). Cases are always processed sorted by
@@ -32,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from eval.bootstrap import DEFAULT_RESAMPLES, DEFAULT_SEED, bootstrap_ci
-from eval.metrics.captioning import bleu_from_stats, bleu_stats, rouge_l, tokenize
+from eval.metrics.captioning import bleu_from_stats, bleu_stats, rouge_l
 from eval.metrics.diagnosis import (
     aurc,
     expected_calibration_error,
@@ -40,7 +52,7 @@ from eval.metrics.diagnosis import (
     reliability_data,
     risk_coverage,
 )
-from eval.metrics.localisation import image_localisation
+from eval.metrics.localisation import DEFAULT_PROTOCOL, check_protocol, image_localisation
 from eval.metrics.terms import Vocabulary, extract_terms, f1_from_counts, term_counts
 from retrieval.taxonomy import Icd10Index, acr_distance, is_cae, taxonomy_distance
 
@@ -48,6 +60,10 @@ if TYPE_CHECKING:
     from zebra.datasets import NovaRecord
 
 log = logging.getLogger(__name__)
+
+#: Scoring units of the diagnosis task (and of the bootstrap): the case (default) or the image.
+UNITS: tuple[str, ...] = ("case", "image")
+DEFAULT_UNIT = "case"
 
 #: Headline metrics, in report order.
 HEADLINE: tuple[str, ...] = (
@@ -73,13 +89,19 @@ SECONDARY: tuple[str, ...] = (
     "acr_region_error_rate",
     "region_consistent_top5",
 )
-#: Per-case statistics; NaN = undefined.
+#: Per-unit statistics; NaN = undefined. ``n_gold_images`` .. ``hit50_sum`` are the ``coco`` protocol's,
+#: ``n_nova_images`` .. ``nova_hit50_sum`` the ``nova`` protocol's.
 STAT_COLUMNS: tuple[str, ...] = (
     "n_gold_images",
     "ap03_sum",
     "ap05_sum",
     "ap5095_sum",
     "hit50_sum",
+    "n_nova_images",
+    "nova_ap03_sum",
+    "nova_ap05_sum",
+    "nova_ap5095_sum",
+    "nova_hit50_sum",
     "bleu_m1",
     "bleu_m2",
     "bleu_m3",
@@ -107,6 +129,25 @@ STAT_COLUMNS: tuple[str, ...] = (
 )
 _COL = {name: i for i, name in enumerate(STAT_COLUMNS)}
 _BLEU = [_COL[f"bleu_{k}"] for k in ("m1", "m2", "m3", "m4", "t1", "t2", "t3", "t4", "c", "r")]
+#: Per-image statistics that add up to the case's.
+_ADDITIVE: tuple[str, ...] = STAT_COLUMNS[: _COL["term_fn"] + 1]
+#: Localisation sums of each protocol: ``(count, ap_0.3, ap_0.5, ap_0.5_0.95, hit50)`` columns.
+_LOC_COLUMNS: dict[str, tuple[str, str, str, str, str]] = {
+    "coco": ("n_gold_images", "ap03_sum", "ap05_sum", "ap5095_sum", "hit50_sum"),
+    "nova": ("n_nova_images", "nova_ap03_sum", "nova_ap05_sum", "nova_ap5095_sum", "nova_hit50_sum"),
+}
+
+
+def check_unit(unit: str) -> str:
+    """The unit name, validated.
+
+    Raises:
+        ValueError: For a name not in :data:`UNITS`.
+    """
+    name = str(unit).strip().lower()
+    if name not in UNITS:
+        raise ValueError(f"unknown scoring unit {unit!r}; use one of {', '.join(UNITS)}")
+    return name
 
 
 def truth_of(records: Sequence[NovaRecord]) -> str:
@@ -119,21 +160,123 @@ def acr_of(records: Sequence[NovaRecord]) -> str | None:
     return next((str(r.meta["acr_code"]) for r in records if r.meta.get("acr_code")), None)
 
 
+def _image_size(record: NovaRecord) -> tuple[float, float] | None:
+    """``(width, height)`` from the row's metadata, for the ``nova`` protocol's clamping; ``None`` if unknown."""
+    try:
+        width, height = float(record.meta["image_width"]), float(record.meta["image_height"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return (width, height) if width > 0 and height > 0 else None
+
+
+def _boxes_known(record: NovaRecord) -> bool:
+    """Whether the row's boxes are known (a row marked ``unlabelled`` has unknown boxes, not "no lesion")."""
+    return record.meta.get("label_status") != "unlabelled"
+
+
 @dataclass
 class CaseScore:
-    """One case's statistics (:data:`STAT_COLUMNS`) and readable details for the report."""
+    """One case's statistics (:data:`STAT_COLUMNS`), its images' statistics and details for the report.
+
+    Attributes:
+        case_id: The case.
+        stats: The case's statistics (the ``case`` unit).
+        details: Readable details for the report.
+        images: Per image ``{"filename", "stats"}`` (the ``image`` unit).
+    """
 
     case_id: str
     stats: dict[str, float | None]
     details: dict[str, Any] = field(default_factory=dict)
+    images: list[dict[str, Any]] = field(default_factory=list)
 
     def row(self) -> list[float]:
         """The statistics as a float row (``None`` -> NaN)."""
-        return [math.nan if self.stats.get(c) is None else float(self.stats[c]) for c in STAT_COLUMNS]  # type: ignore[arg-type]
+        return _row(self.stats)
+
+    def image_rows(self) -> list[list[float]]:
+        """One float row per image."""
+        return [_row(image["stats"]) for image in self.images]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary."""
-        return {"case_id": self.case_id, "stats": self.stats, "details": self.details}
+        return {"case_id": self.case_id, "stats": self.stats, "details": self.details, "images": self.images}
+
+
+def _row(stats: Mapping[str, float | None]) -> list[float]:
+    return [math.nan if stats.get(c) is None else float(stats[c]) for c in STAT_COLUMNS]  # type: ignore[arg-type]
+
+
+def _localisation_stats(pred: Any, record: NovaRecord) -> dict[str, float | None]:
+    """One image's localisation statistics under both protocols (zero counts when the image does not count)."""
+    gold = [b.xyxy() for b in record.gold_boxes]
+    stats: dict[str, float | None] = {}
+    for protocol, (count, *sums) in _LOC_COLUMNS.items():
+        counted = bool(gold) if protocol == "coco" else _boxes_known(record)
+        stats[count] = 1.0 if counted else 0.0
+        row = (
+            image_localisation(pred or [], gold, protocol=protocol, size=_image_size(record))
+            if counted
+            else dict.fromkeys(("ap_0.3", "ap_0.5", "ap_0.5_0.95", "hit50"), 0.0)
+        )
+        for col, key in zip(sums, ("ap_0.3", "ap_0.5", "ap_0.5_0.95", "hit50"), strict=True):
+            stats[col] = float(row[key])
+    return stats
+
+
+def _caption_stats(cand: str, ref: str, vocabulary: Vocabulary | None) -> dict[str, float | None]:
+    """One captioned image's statistics (BLEU sufficient statistics, ROUGE-L, term counts)."""
+    stats: dict[str, float | None] = {
+        STAT_COLUMNS[col]: value for col, value in zip(_BLEU, bleu_stats(cand, ref), strict=True)
+    }
+    tp, fp, fn = term_counts(extract_terms(cand, vocabulary), extract_terms(ref, vocabulary))
+    stats.update(rouge_sum=rouge_l(cand, ref), n_caption_pairs=1.0, term_tp=tp, term_fp=fp, term_fn=fn)
+    return stats
+
+
+def _diagnosis_stats(
+    prediction: Mapping[str, Any],
+    truth: str,
+    acr_truth: str | None,
+    *,
+    same: Callable[[str, str], bool],
+    index: Icd10Index | None,
+) -> tuple[dict[str, float | None], dict[str, Any]]:
+    """Diagnosis statistics of a prediction against one gold diagnosis (``""`` = none), and report details."""
+    diagnoses = [str(d) for d in prediction.get("diagnoses") or []]
+    probs = prediction.get("probabilities") or []
+    abstained = bool(prediction.get("abstained"))
+    stats: dict[str, float | None] = {
+        "has_truth": 1.0 if truth else 0.0,
+        "abstained": 1.0 if abstained else 0.0,
+    }
+    details: dict[str, Any] = {
+        "truth": truth,
+        "top1": diagnoses[0] if diagnoses else None,
+        "abstained": abstained,
+    }
+    extra = prediction.get("extra") or {}
+    if extra.get("imaged_region") and diagnoses:
+        regions = [str(r) for r in (extra.get("regions") or [])[:5]]
+        stats["region_n"] = float(len(regions))
+        stats["region_ok"] = float(sum(1 for r in regions if r != "other"))
+    if not truth:
+        return stats, details
+    rank = hit_rank(diagnoses, truth, same, k=5)
+    stats["hit_rank"] = rank
+    stats["confidence"] = float(probs[0]) if probs and diagnoses else None
+    details.update(hit_rank=rank, confidence=stats["confidence"])
+    if diagnoses and not abstained:
+        top1 = diagnoses[0]
+        cae = is_cae(top1, truth, index=index, same=same)
+        stats["cae"] = None if cae is None else float(cae)
+        stats["taxonomy_distance"] = taxonomy_distance(top1, truth, index=index, same=same)
+        if acr_truth is not None:
+            acr_pred = (extra.get("acr_codes") or [None])[0]
+            dist = 0 if rank == 1 else acr_distance(acr_pred, acr_truth)
+            stats["acr_error"] = None if dist is None else float(dist == 4)
+        details.update(cae=cae, taxonomy_distance=stats["taxonomy_distance"])
+    return stats, details
 
 
 def score_case(
@@ -146,7 +289,7 @@ def score_case(
     vocabulary: Vocabulary | None = None,
     index: Icd10Index | None = None,
 ) -> CaseScore:
-    """Statistics of one case (module docstring).
+    """Statistics of one case and of each of its images (module docstring).
 
     Args:
         case_id: The case.
@@ -158,77 +301,64 @@ def score_case(
         index: ICD-10 index (default: the process-wide one).
     """
     tasks = set(tasks)
-    stats: dict[str, float | None] = dict.fromkeys(STAT_COLUMNS)
-    details: dict[str, Any] = {}
     boxes = prediction.get("boxes") or {}
     captions = prediction.get("captions") or {}
+    images: list[dict[str, float | None]] = []
+    for r in records:
+        image: dict[str, float | None] = dict.fromkeys(STAT_COLUMNS)
+        if "localisation" in tasks:
+            image.update(_localisation_stats(boxes.get(r.filename), r))
+        if "captioning" in tasks:
+            image.update(dict.fromkeys((*(STAT_COLUMNS[c] for c in _BLEU), "rouge_sum"), 0.0))
+            image.update(n_caption_pairs=0.0, term_tp=0.0, term_fp=0.0, term_fn=0.0)
+            if r.caption_text.strip():
+                image.update(_caption_stats(captions.get(r.filename, ""), r.caption_text, vocabulary))
+        images.append(image)
+    stats: dict[str, float | None] = dict.fromkeys(STAT_COLUMNS)
+    for col in _ADDITIVE:
+        values = [im[col] for im in images if im[col] is not None]
+        if values:
+            stats[col] = float(sum(values))  # type: ignore[arg-type]
+    details: dict[str, Any] = {}
     if "localisation" in tasks:
-        rows = [
-            image_localisation(boxes.get(r.filename, []), [b.xyxy() for b in r.gold_boxes])
-            for r in records
-            if r.gold_boxes
-        ]
-        stats["n_gold_images"] = len(rows)
-        for out, key in (
-            ("ap03_sum", "ap_0.3"),
-            ("ap05_sum", "ap_0.5"),
-            ("ap5095_sum", "ap_0.5_0.95"),
-            ("hit50_sum", "hit50"),
-        ):
-            stats[out] = float(sum(r[key] for r in rows))
-        details["ap50"] = (stats["ap05_sum"] / len(rows)) if rows else None  # type: ignore[operator]
+        n_gold = stats["n_gold_images"] or 0
+        details["ap50"] = (stats["ap05_sum"] / n_gold) if n_gold else None  # type: ignore[operator]
+        n_nova = stats["n_nova_images"] or 0
+        details["nova_ap50"] = (stats["nova_ap05_sum"] / n_nova) if n_nova else None  # type: ignore[operator]
     if "captioning" in tasks:
-        pairs = [(captions.get(r.filename, ""), r.caption_text) for r in records if r.caption_text.strip()]
-        total = [0] * 10
-        rouge_total, tp, fp, fn = 0.0, 0, 0, 0
-        for cand, ref in pairs:
-            total = [
-                a + b
-                for a, b in zip(total, bleu_stats(tokenize(cand), [tokenize(ref)]).as_list(), strict=True)
-            ]
-            rouge_total += rouge_l(cand, ref)
-            counts = term_counts(extract_terms(cand, vocabulary), extract_terms(ref, vocabulary))
-            tp, fp, fn = tp + counts[0], fp + counts[1], fn + counts[2]
-        for col, value in zip(_BLEU, total, strict=True):
-            stats[STAT_COLUMNS[col]] = float(value)
-        stats.update(rouge_sum=rouge_total, n_caption_pairs=len(pairs), term_tp=tp, term_fp=fp, term_fn=fn)
-        details["bleu4"] = bleu_from_stats(total, smooth=True) if pairs else None
+        n_pairs = stats["n_caption_pairs"] or 0
+        details["bleu4"] = (
+            bleu_from_stats([stats[STAT_COLUMNS[c]] or 0.0 for c in _BLEU]) if n_pairs else None
+        )
     if "diagnosis" in tasks:
-        truth = truth_of(records)
-        diagnoses = [str(d) for d in prediction.get("diagnoses") or []]
-        probs = prediction.get("probabilities") or []
-        abstained = bool(prediction.get("abstained"))
-        stats["has_truth"] = 1.0 if truth else 0.0
-        stats["abstained"] = 1.0 if abstained else 0.0
-        details.update(truth=truth, top1=diagnoses[0] if diagnoses else None, abstained=abstained)
-        extra = prediction.get("extra") or {}
-        if extra.get("imaged_region") and diagnoses:
-            regions = [str(r) for r in (extra.get("regions") or [])[:5]]
-            stats["region_n"] = float(len(regions))
-            stats["region_ok"] = float(sum(1 for r in regions if r != "other"))
-        if truth:
-            rank = hit_rank(diagnoses, truth, same, k=5)
-            stats["hit_rank"] = rank
-            stats["confidence"] = float(probs[0]) if probs and diagnoses else None
-            details.update(hit_rank=rank, confidence=stats["confidence"])
-            if diagnoses and not abstained:
-                top1 = diagnoses[0]
-                cae = is_cae(top1, truth, index=index, same=same)
-                stats["cae"] = None if cae is None else float(cae)
-                stats["taxonomy_distance"] = taxonomy_distance(top1, truth, index=index, same=same)
-                acr_truth = acr_of(records)
-                if acr_truth is not None:
-                    acr_pred = ((prediction.get("extra") or {}).get("acr_codes") or [None])[0]
-                    dist = 0 if rank == 1 else acr_distance(acr_pred, acr_truth)
-                    stats["acr_error"] = None if dist is None else float(dist == 4)
-                details.update(cae=cae, taxonomy_distance=stats["taxonomy_distance"])
-    return CaseScore(case_id, stats, details)
+        acr_truth = acr_of(records)
+        memo: dict[str, dict[str, float | None]] = {}
+
+        def diagnose(truth: str) -> dict[str, float | None]:
+            # one judgement per distinct truth: an LLM judge is asked once, however many images share it
+            if truth not in memo:
+                memo[truth], found = _diagnosis_stats(prediction, truth, acr_truth, same=same, index=index)
+                if truth == case_truth:
+                    details.update(found)
+            return memo[truth]
+
+        case_truth = truth_of(records)
+        stats.update(diagnose(case_truth))
+        for r, image in zip(records, images, strict=True):
+            image.update(diagnose(r.final_diagnosis.strip()))
+    image_rows = [{"filename": r.filename, "stats": s} for r, s in zip(records, images, strict=True)]
+    return CaseScore(case_id, stats, details, image_rows)
 
 
-def _matrix(scores: Sequence[CaseScore]) -> np.ndarray:
-    if not scores:
+def _matrix(scores: Sequence[CaseScore], unit: str = DEFAULT_UNIT) -> np.ndarray:
+    rows = (
+        [s.row() for s in scores]
+        if check_unit(unit) == "case"
+        else [r for s in scores for r in s.image_rows()]
+    )
+    if not rows:
         return np.zeros((0, len(STAT_COLUMNS)))
-    return np.asarray([s.row() for s in scores], dtype=np.float64)
+    return np.asarray(rows, dtype=np.float64)
 
 
 def _mean_where(values: np.ndarray, mask: np.ndarray) -> float | None:
@@ -236,26 +366,32 @@ def _mean_where(values: np.ndarray, mask: np.ndarray) -> float | None:
 
 
 def aggregate(
-    matrix: np.ndarray, tasks: Iterable[str], idx: np.ndarray | None = None
+    matrix: np.ndarray,
+    tasks: Iterable[str],
+    idx: np.ndarray | None = None,
+    *,
+    protocol: str = DEFAULT_PROTOCOL,
 ) -> dict[str, float | None]:
-    """Every metric of :data:`HEADLINE` and :data:`SECONDARY` over the cases ``idx`` (all when ``None``).
+    """Every metric of :data:`HEADLINE` and :data:`SECONDARY` over the rows ``idx`` (all when ``None``).
 
     Args:
-        matrix: ``(n_cases, len(STAT_COLUMNS))`` statistics.
+        matrix: ``(n_units, len(STAT_COLUMNS))`` statistics (rows are cases or images).
         tasks: Tasks the predictor declared.
-        idx: Case indices (may repeat, for the bootstrap).
+        idx: Row indices (may repeat, for the bootstrap).
+        protocol: Localisation protocol, ``nova`` or ``coco``.
     """
     tasks = set(tasks)
+    count_col, *sum_cols = _LOC_COLUMNS[check_protocol(protocol)]
     m = matrix if idx is None else matrix[idx]
     col = lambda name: m[:, _COL[name]]  # noqa: E731
     out: dict[str, float | None] = dict.fromkeys((*HEADLINE, *SECONDARY))
-    if "localisation" in tasks and m.size:
-        n_gold = np.nansum(col("n_gold_images"))
-        if n_gold > 0:
-            out["map_0.3"] = float(np.nansum(col("ap03_sum")) / n_gold)
-            out["map_0.5"] = float(np.nansum(col("ap05_sum")) / n_gold)
-            out["map_0.5_0.95"] = float(np.nansum(col("ap5095_sum")) / n_gold)
-            out["acc50"] = float(np.nansum(col("hit50_sum")) / n_gold)
+    # whether the data set has localisation ground truth at all is a property of the whole set, not of a resample
+    has_boxes = matrix.size and np.nansum(matrix[:, _COL["n_gold_images"]]) > 0
+    if "localisation" in tasks and m.size and has_boxes:
+        n_images = np.nansum(col(count_col))
+        if n_images > 0:
+            for key, name in zip(("map_0.3", "map_0.5", "map_0.5_0.95", "acc50"), sum_cols, strict=True):
+                out[key] = float(np.nansum(col(name)) / n_images)
     if "captioning" in tasks and m.size:
         n_pairs = np.nansum(col("n_caption_pairs"))
         if n_pairs > 0:
@@ -322,16 +458,20 @@ class ScoredRun:
     """Aggregated scores of a run.
 
     Attributes:
-        cases: Per-case scores, sorted by case id.
+        cases: Per-case scores (with their images), sorted by case id.
         metrics: Point estimates.
         ci: Bootstrap intervals.
         curves: Plot data (:func:`curves`).
+        protocol: Localisation protocol of ``metrics``.
+        unit: Scoring unit of ``metrics`` (rows of the bootstrap).
     """
 
     cases: list[CaseScore]
     metrics: dict[str, float | None]
     ci: dict[str, list[float] | None]
     curves: dict[str, Any]
+    protocol: str = DEFAULT_PROTOCOL
+    unit: str = DEFAULT_UNIT
 
 
 def score_predictions(
@@ -344,8 +484,27 @@ def score_predictions(
     seed: int = DEFAULT_SEED,
     vocabulary: Vocabulary | None = None,
     index: Icd10Index | None = None,
+    protocol: str = DEFAULT_PROTOCOL,
+    unit: str = DEFAULT_UNIT,
 ) -> ScoredRun:
-    """Scores predictions against the gold rows (sorted by case id; unknown case ids are skipped)."""
+    """Scores predictions against the gold rows (sorted by case id; unknown case ids are skipped).
+
+    Args:
+        predictions: Rows of ``predictions.jsonl``.
+        gold: Gold rows by case id.
+        same: The judge's "same condition?" function.
+        tasks: Tasks the predictor declared.
+        n_resamples: Bootstrap resamples.
+        seed: Bootstrap seed.
+        vocabulary: Clinical-term vocabulary.
+        index: ICD-10 index.
+        protocol: Localisation protocol (``nova`` or ``coco``).
+        unit: Scoring unit (``case`` or ``image``).
+
+    Raises:
+        ValueError: For an unknown protocol or unit.
+    """
+    protocol, unit = check_protocol(protocol), check_unit(unit)
     tasks = set(tasks)
     by_id: dict[str, Mapping[str, Any]] = {}
     for row in predictions:
@@ -359,14 +518,28 @@ def score_predictions(
         score_case(cid, by_id[cid], gold[cid], same=same, tasks=tasks, vocabulary=vocabulary, index=index)
         for cid in sorted(set(by_id) & set(gold))
     ]
-    matrix = _matrix(scores)
-    metrics = aggregate(matrix, tasks)
+    matrix = _matrix(scores, unit)
+    metrics = aggregate(matrix, tasks, protocol=protocol)
     ci = bootstrap_ci(
-        len(scores), lambda idx: aggregate(matrix, tasks, idx), n_resamples=n_resamples, seed=seed
+        len(matrix),
+        lambda idx: aggregate(matrix, tasks, idx, protocol=protocol),
+        n_resamples=n_resamples,
+        seed=seed,
     )
-    return ScoredRun(scores, metrics, ci, curves(matrix, tasks))
+    return ScoredRun(scores, metrics, ci, curves(matrix, tasks), protocol, unit)
 
 
-def matrix_from_rows(rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
-    """The statistics matrix from ``case_metrics.jsonl`` rows (``{"case_id", "stats", ...}``)."""
-    return _matrix([CaseScore(str(r["case_id"]), dict(r["stats"])) for r in rows])
+def has_protocol_columns(row: Mapping[str, Any]) -> bool:
+    """Whether a ``case_metrics.jsonl`` row was written with both protocols' columns and image rows."""
+    return "n_nova_images" in (row.get("stats") or {}) and "images" in row
+
+
+def matrix_from_rows(rows: Sequence[Mapping[str, Any]], unit: str = DEFAULT_UNIT) -> np.ndarray:
+    """The statistics matrix from ``case_metrics.jsonl`` rows (``{"case_id", "stats", "images", ...}``).
+
+    With ``unit="image"`` each case contributes its image rows, in the stored order.
+    """
+    return _matrix(
+        [CaseScore(str(r["case_id"]), dict(r["stats"]), images=list(r.get("images") or [])) for r in rows],
+        unit,
+    )

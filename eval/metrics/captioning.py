@@ -1,166 +1,121 @@
-"""Captioning metrics: BLEU-4 (corpus and sentence) and ROUGE-L.
+"""Captioning metrics from the field's maintained libraries: sacrebleu BLEU and rouge-score ROUGE-L.
 
-Tokenisation (:func:`tokenize`): Unicode accents removed, lower case, ligatures spelled out (``œ`` -> ``oe``), then runs of letters/digits and single
-punctuation marks are tokens (``"T2-hyperintense."`` -> ``t2 - hyperintense .``).
+- **BLEU** (:func:`corpus_bleu`, :func:`bleu_stats`, :func:`bleu_from_stats`): ``sacrebleu`` corpus BLEU with
+  its ``13a`` tokeniser, exponential smoothing (``smooth_method="exp"``), case-sensitive, 4-grams, one
+  reference per caption, reported on a 0-1 scale (sacrebleu's score / 100), as the NOVA reference harness
+  reports it. Corpus BLEU sums the n-gram matches, totals and lengths over all captions before combining
+  (:func:`bleu_stats` gives one caption's statistics; :func:`bleu_from_stats` combines summed ones through
+  ``sacrebleu.BLEU.compute_bleu``, so a bootstrap resample re-aggregates exactly).
+- **ROUGE-L** (:func:`rouge_l`): ``rouge-score``'s ``rougeL`` F-measure (its tokeniser: lower case,
+  non-alphanumerics dropped; no stemming), the best over the references; the harness averages it over captions.
+- **Clinical-term F1** is this project's own metric (:mod:`eval.metrics.terms`); :func:`tokenize` is the
+  tokeniser of its term extraction and plays no part in BLEU or ROUGE.
 
-BLEU-4 (Papineni et al., 2002): modified n-gram precisions ``p_n`` for ``n = 1..4`` (candidate n-gram counts
-clipped by the maximum count in any reference), uniform weights, geometric mean, times the brevity penalty
-``BP = 1`` if ``c > r`` else ``exp(1 - r / c)``, where ``c`` is the candidate length and ``r`` the effective
-reference length (the reference length closest to ``c``, the shorter on a tie). Corpus BLEU sums the clipped
-counts, totals, ``c`` and ``r`` over all segments before combining (not an average of sentence scores).
-Without smoothing, any ``p_n = 0`` gives BLEU 0; sentence BLEU can optionally use add-one smoothing of
-``p_n`` for ``n >= 2`` (Lin & Och, 2004).
-
-ROUGE-L (Lin, 2004): ``LCS`` = length of the longest common subsequence of the token lists,
-``P = LCS / len(candidate)``, ``R = LCS / len(reference)``, ``F = (1 + b²) P R / (R + b² P)`` with ``b = 1``
-(the harmonic mean); with several references the best F counts.
+Published caption metrics not computed here (BERTScore, METEOR, RadGraph F1, the reference's keyword F1s) and
+why are listed in ``docs/eval.md``.
 """
 
 from __future__ import annotations
 
-import math
+import functools
 import re
 import unicodedata
-from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rouge_score.rouge_scorer import RougeScorer
+    from sacrebleu.metrics import BLEU
 
 _TOKEN = re.compile(r"[a-z0-9]+|[^\sa-z0-9]")
 #: Letters that Unicode decomposition leaves alone.
 _LIGATURES = str.maketrans({"œ": "oe", "æ": "ae", "ß": "ss", "ø": "o", "ł": "l"})
 
+#: sacrebleu settings of every BLEU figure (the NOVA reference's).
+BLEU_TOKENIZE = "13a"
+BLEU_SMOOTH = "exp"
+#: BLEU n-gram order.
+BLEU_MAX_N = 4
+#: Length of :func:`bleu_stats`: matches and totals per n, then candidate and reference length.
+BLEU_STATS_LEN = 2 * BLEU_MAX_N + 2
+
 
 def tokenize(text: str | None) -> list[str]:
-    """Lower-cased word and punctuation tokens (module docstring)."""
+    """Lower-cased word and punctuation tokens, accents removed (the clinical-term extractor's tokeniser)."""
     norm = unicodedata.normalize("NFKD", text or "")
     norm = "".join(c for c in norm if not unicodedata.combining(c)).lower().translate(_LIGATURES)
     return _TOKEN.findall(norm)
 
 
-def _ngrams(tokens: Sequence[str], n: int) -> Counter[tuple[str, ...]]:
-    return Counter(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
+@functools.lru_cache(maxsize=1)
+def _segment_bleu() -> BLEU:
+    from sacrebleu.metrics import BLEU
+
+    # effective_order only changes sentence *scores*; the statistics read here are the corpus ones
+    return BLEU(tokenize=BLEU_TOKENIZE, smooth_method=BLEU_SMOOTH, effective_order=True)
 
 
-@dataclass
-class BleuStats:
-    """Sufficient statistics of BLEU for one segment or a corpus (they add up).
+@functools.lru_cache(maxsize=1)
+def _rouge_scorer() -> RougeScorer:
+    from rouge_score.rouge_scorer import RougeScorer
 
-    Attributes:
-        matches: Clipped n-gram matches for ``n = 1..max_n``.
-        totals: Candidate n-gram counts for ``n = 1..max_n``.
-        cand_len: Candidate length ``c``.
-        ref_len: Effective reference length ``r``.
-    """
-
-    matches: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
-    totals: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
-    cand_len: int = 0
-    ref_len: int = 0
-
-    def __add__(self, other: BleuStats) -> BleuStats:
-        return BleuStats(
-            [a + b for a, b in zip(self.matches, other.matches, strict=True)],
-            [a + b for a, b in zip(self.totals, other.totals, strict=True)],
-            self.cand_len + other.cand_len,
-            self.ref_len + other.ref_len,
-        )
-
-    def as_list(self) -> list[int]:
-        """``matches + totals + [cand_len, ref_len]`` (flat, for arrays)."""
-        return [*self.matches, *self.totals, self.cand_len, self.ref_len]
+    return RougeScorer(["rougeL"], use_stemmer=False)
 
 
-def bleu_stats(candidate: Sequence[str], references: Sequence[Sequence[str]], max_n: int = 4) -> BleuStats:
-    """BLEU statistics of one tokenised candidate against tokenised references.
+def _refs(references: str | Sequence[str]) -> list[str]:
+    refs = [references] if isinstance(references, str) else [str(r) for r in references]
+    if not refs:
+        raise ValueError("a caption needs at least one reference")
+    return refs
+
+
+def bleu_stats(candidate: str, references: str | Sequence[str]) -> list[float]:
+    """sacrebleu's sufficient statistics of one caption: ``[m1..m4, t1..t4, cand_len, ref_len]``.
 
     Raises:
         ValueError: Without references.
     """
-    if not references:
-        raise ValueError("BLEU needs at least one reference")
-    matches, totals = [], []
-    for n in range(1, max_n + 1):
-        cand = _ngrams(candidate, n)
-        best: Counter[tuple[str, ...]] = Counter()
-        for ref in references:
-            for gram, count in _ngrams(ref, n).items():
-                best[gram] = max(best[gram], count)
-        matches.append(sum(min(count, best[gram]) for gram, count in cand.items()))
-        totals.append(max(len(candidate) - n + 1, 0))
-    c = len(candidate)
-    ref_len = min((abs(len(r) - c), len(r)) for r in references)[1]
-    return BleuStats(matches, totals, c, ref_len)
+    score = _segment_bleu().sentence_score(candidate or "", _refs(references))
+    return [*map(float, score.counts), *map(float, score.totals), float(score.sys_len), float(score.ref_len)]
 
 
-def bleu_from_stats(stats: BleuStats | Sequence[float], *, smooth: bool = False) -> float:
-    """BLEU from (summed) statistics: geometric mean of the n-gram precisions times the brevity penalty.
+def bleu_from_stats(stats: Sequence[float]) -> float:
+    """Corpus BLEU (0-1) from summed :func:`bleu_stats` (``sacrebleu.BLEU.compute_bleu``, ``exp`` smoothing).
 
-    Args:
-        stats: A :class:`BleuStats` or its :meth:`BleuStats.as_list`.
-        smooth: Add one to numerator and denominator of ``p_n`` for ``n >= 2``.
+    Raises:
+        ValueError: When ``stats`` does not have :data:`BLEU_STATS_LEN` values.
     """
-    if not isinstance(stats, BleuStats):
-        values = [float(v) for v in stats]
-        max_n = (len(values) - 2) // 2
-        stats = BleuStats(values[:max_n], values[max_n : 2 * max_n], values[-2], values[-1])  # type: ignore[arg-type]
-    c, r = stats.cand_len, stats.ref_len
-    if c == 0:
-        return 0.0
-    log_sum = 0.0
-    for n, (m, t) in enumerate(zip(stats.matches, stats.totals, strict=True), start=1):
-        if smooth and n >= 2:
-            m, t = m + 1, t + 1
-        if t == 0 or m == 0:
-            return 0.0
-        log_sum += math.log(m / t)
-    bp = 1.0 if c > r else math.exp(1.0 - r / c)
-    return bp * math.exp(log_sum / len(stats.matches))
+    from sacrebleu.metrics import BLEU
+
+    values = [round(float(v)) for v in stats]
+    if len(values) != BLEU_STATS_LEN:
+        raise ValueError(f"BLEU statistics need {BLEU_STATS_LEN} values, got {len(values)}")
+    n = BLEU_MAX_N
+    score = BLEU.compute_bleu(
+        values[:n], values[n : 2 * n], values[-2], values[-1], smooth_method=BLEU_SMOOTH, max_ngram_order=n
+    )
+    return float(score.score) / 100.0
 
 
-def sentence_bleu(candidate: str, references: str | Sequence[str], *, smooth: bool = False) -> float:
-    """BLEU-4 of one caption against one or more reference captions."""
-    refs = [references] if isinstance(references, str) else list(references)
-    return bleu_from_stats(bleu_stats(tokenize(candidate), [tokenize(r) for r in refs]), smooth=smooth)
-
-
-def corpus_bleu(candidates: Sequence[str], references: Sequence[str | Sequence[str]]) -> float:
-    """Corpus BLEU-4: statistics summed over segments, then combined (module docstring).
+def corpus_bleu(candidates: Sequence[str], references: Sequence[str]) -> float:
+    """sacrebleu corpus BLEU (0-1) of captions against one reference each.
 
     Raises:
         ValueError: When the lists differ in length.
     """
+    from sacrebleu.metrics import BLEU
+
     if len(candidates) != len(references):
         raise ValueError("candidates and references differ in length")
-    total = BleuStats()
-    for cand, refs in zip(candidates, references, strict=True):
-        ref_list = [refs] if isinstance(refs, str) else list(refs)
-        total = total + bleu_stats(tokenize(cand), [tokenize(r) for r in ref_list])
-    return bleu_from_stats(total)
+    metric = BLEU(tokenize=BLEU_TOKENIZE, smooth_method=BLEU_SMOOTH)
+    return float(metric.corpus_score([c or "" for c in candidates], [list(references)]).score) / 100.0
 
 
-def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
-    """Length of the longest common subsequence (dynamic programming, O(len(a) * len(b)))."""
-    if not a or not b:
-        return 0
-    prev = [0] * (len(b) + 1)
-    for x in a:
-        cur = [0] * (len(b) + 1)
-        for j, y in enumerate(b, start=1):
-            cur[j] = prev[j - 1] + 1 if x == y else max(prev[j], cur[j - 1])
-        prev = cur
-    return prev[-1]
+def rouge_l(candidate: str, references: str | Sequence[str]) -> float:
+    """rouge-score ROUGE-L F-measure of one caption, the best over ``references``.
 
-
-def rouge_l(candidate: str, references: str | Sequence[str], beta: float = 1.0) -> float:
-    """ROUGE-L F-measure (module docstring); 0 when either side is empty."""
-    refs = [references] if isinstance(references, str) else list(references)
-    cand = tokenize(candidate)
-    best = 0.0
-    for ref in refs:
-        ref_tokens = tokenize(ref)
-        lcs = lcs_length(cand, ref_tokens)
-        if lcs == 0:
-            continue
-        p, r = lcs / len(cand), lcs / len(ref_tokens)
-        best = max(best, (1 + beta**2) * p * r / (r + beta**2 * p))
-    return best
+    Raises:
+        ValueError: Without references.
+    """
+    scorer = _rouge_scorer()
+    return max(float(scorer.score(ref, candidate or "")["rougeL"].fmeasure) for ref in _refs(references))

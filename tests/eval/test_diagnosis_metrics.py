@@ -68,7 +68,11 @@ def test_region_consistency_of_the_top5_by_hand() -> None:
 
     from eval.scoring import _matrix, aggregate, score_case
 
-    rec = [SimpleNamespace(final_diagnosis="Meningioma", meta={}, gold_boxes=[], caption_text="")]
+    rec = [
+        SimpleNamespace(
+            filename="a.png", final_diagnosis="Meningioma", meta={}, gold_boxes=[], caption_text=""
+        )
+    ]
 
     def pred(regions, imaged="head"):
         return {

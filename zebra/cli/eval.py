@@ -29,6 +29,16 @@ _HEADLINE_LABELS = {
 }
 
 
+_PROTOCOL_HELP = (
+    "Localisation scoring: nova (the NOVA reference harness: per-image 11-point AP over every image, an image "
+    "without gold boxes scores 1 only when nothing is predicted) or coco (per-image 101-point AP over images "
+    "with gold boxes)."
+)
+_UNIT_HELP = (
+    "Diagnosis scoring unit: case (default) or image (each image against its own diagnosis, as NOVA)."
+)
+
+
 def _fmt(value: float | None) -> str:
     return "–" if value is None else f"{value:.3f}"
 
@@ -68,6 +78,8 @@ def nova(
     limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N cases (by case id)."),
     resamples: int = typer.Option(1000, "--resamples", min=10, help="Bootstrap resamples."),
     seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
+    protocol: str = typer.Option("nova", "--protocol", help=_PROTOCOL_HELP),
+    unit: str = typer.Option("case", "--unit", help=_UNIT_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print summary.json instead of a table."),
 ) -> None:
     """Run a predictor over a NOVA-layout set and score localisation, captioning and diagnosis."""
@@ -95,6 +107,8 @@ def nova(
         n_resamples=resamples,
         seed=seed,
         progress=not as_json,
+        protocol=protocol,
+        unit=unit,
     )
     if as_json:
         typer.echo(json.dumps(summary, indent=2, sort_keys=True))
@@ -102,7 +116,9 @@ def nova(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{summary['n_cases']} case(s) -> {out}")
+    table = Table(
+        title=f"{summary['n_cases']} case(s) -> {out} (protocol {summary['protocol']}, unit {summary['unit']})"
+    )
     for col in ("metric", "value", "95% CI"):
         table.add_column(col)
     for key, label in _HEADLINE_LABELS.items():
@@ -122,19 +138,24 @@ def compare(
     run_b: Path = typer.Argument(..., help="Second run folder (B)."),
     resamples: int = typer.Option(1000, "--resamples", min=10, help="Bootstrap resamples."),
     seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
+    protocol: str = typer.Option("nova", "--protocol", help=_PROTOCOL_HELP),
+    unit: str = typer.Option("case", "--unit", help=_UNIT_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """Metric deltas A - B over the shared cases, with paired bootstrap 95% intervals."""
+    """Metric deltas A - B over the shared cases (or images), with paired bootstrap 95% intervals; both runs
+    are re-aggregated under the same --protocol and --unit."""
     from eval.compare import compare_runs
 
-    result = compare_runs(run_a, run_b, n_resamples=resamples, seed=seed)
+    result = compare_runs(run_a, run_b, n_resamples=resamples, seed=seed, protocol=protocol, unit=unit)
     if as_json:
         typer.echo(json.dumps(result, indent=2, sort_keys=True))
         return
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"A - B over {result['n_shared']} shared case(s)")
+    table = Table(
+        title=f"A - B over {result['n_shared']} shared {result['unit']}(s) (protocol {result['protocol']})"
+    )
     for col in ("metric", "A", "B", "A - B", "95% CI"):
         table.add_column(col)
     for key, row in result["metrics"].items():
