@@ -206,7 +206,7 @@ def load_study(study_path: str, *, client: Any | None = None) -> Any:
     from zebra.intake import load_study as intake_load
 
     uid = study_uid_of(study_path)
-    client = client or _default_client()
+    client = client or default_client()
     parts = client.fetch_study(uid)
     tmp = Path(tempfile.mkdtemp(prefix="zebra-dicomweb-"))
     try:
@@ -235,7 +235,7 @@ def forget(study_path: str) -> None:
 _client: tuple[int, Any] | None = None
 
 
-def _default_client() -> Any:
+def default_client() -> Any:
     """One client per process and settings (its HTTP session keeps connections open between studies)."""
     global _client
     from zebra.config import get_settings

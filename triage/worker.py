@@ -188,7 +188,13 @@ def process(
         if cfg.write_back and is_dicomweb(item.study_path):
             from pacs.writeback import write_results
 
-            result["pacs"] = write_results(item, analysis, result, run_name=cfg.run_name or str(cfg.run_id))
+            result["pacs"] = write_results(
+                item,
+                analysis,
+                result,
+                run_name=cfg.run_name or str(cfg.run_id),
+                bundle=cfg.analyser.get("bundle"),
+            )
     except Exception as exc:  # one item's failure must not stop the run
         if getattr(exc, "stops_run", False):
             # Not this study's fault: give it back untouched (attempt not held against it) and stop.
