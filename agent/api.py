@@ -19,6 +19,21 @@ from agent.state import turn_items
 log = logging.getLogger(__name__)
 
 
+class SearcherView:
+    """An agent's resources with another searcher: per-run, so concurrent runs do not see each other's."""
+
+    def __init__(self, resources: Resources, searcher: Any) -> None:
+        self._resources = resources
+        self._searcher = searcher
+
+    def get_searcher(self) -> Any:
+        """The replacement searcher."""
+        return self._searcher
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._resources, name)
+
+
 class Agent:
     """The diagnostic agent (graph in :mod:`agent.graph`).
 
@@ -66,14 +81,26 @@ class Agent:
         history: str | None = None,
         captions: Sequence[str] = (),
         thread_id: str | None = None,
+        hidden_labels: Sequence[str] = (),
     ) -> tuple[Answer, dict[str, Any]]:
-        """Like :meth:`ask`, also returning the final graph state."""
+        """Like :meth:`ask`, also returning the final graph state.
+
+        ``hidden_labels``: diagnosis labels whose documents and images this run never sees (the "unseen
+        disease" evaluation, :class:`retrieval.hidden.HiddenSearcher`); other runs are unaffected.
+        """
         thread_id = thread_id or uuid.uuid4().hex
         start = time.perf_counter()
         current = load_inputs(images, max_images=self.config.max_images, role="image")
         prior = load_inputs(priors, max_images=1, role="prior")
         load_s = time.perf_counter() - start
-        ctx = AgentContext(resources=self.resources, images=current, priors=prior, thread_id=thread_id)
+        resources: Any = self.resources
+        if hidden_labels:
+            from retrieval.hidden import HiddenSearcher
+
+            resources = SearcherView(
+                self.resources, HiddenSearcher(self.resources.get_searcher(), hidden_labels)
+            )
+        ctx = AgentContext(resources=resources, images=current, priors=prior, thread_id=thread_id)
         state = self.graph.invoke(
             {"question": question or "", "history": history or "", "captions": [c for c in captions if c]},
             self._config(thread_id),
@@ -145,12 +172,20 @@ class Agent:
         }
 
     # ------------------------------------------------------------------ evaluation harness
-    def predict_case(self, case_id: str, records: Sequence[Any], dataset: Any | None) -> dict[str, Any]:
+    def predict_case(
+        self,
+        case_id: str,
+        records: Sequence[Any],
+        dataset: Any | None,
+        *,
+        hidden_labels: Sequence[str] = (),
+    ) -> dict[str, Any]:
         """One case of the evaluation harness (``eval.predictors.Predictor`` protocol), as the keyword
         arguments of ``eval.predictors.CasePrediction``.
 
         Inputs are what the harness left in ``records`` (clinical history, captions) and the images of
         ``dataset`` (``None`` when images are withheld). Every case runs in a fresh session.
+        ``hidden_labels``: see :meth:`run`.
         """
         histories = list(
             dict.fromkeys(r.clinical_history.strip() for r in records if r.clinical_history.strip())
@@ -171,6 +206,7 @@ class Agent:
             history="\n".join(histories),
             captions=captions,
             thread_id=f"eval-{case_id}-{uuid.uuid4().hex[:8]}",
+            hidden_labels=hidden_labels,
         )
         return prediction_from(answer, state)
 

@@ -8,6 +8,9 @@ several (any of them may match); ``None`` means no restriction. Matching is case
   aliases (``MRI`` -> ``MR``, ``computed tomography`` -> ``CT``, ``x-ray`` -> ``XR`` ...), so ``CT`` matches
   ``"CT - noncontrast"`` and ``"CT, MR"`` but not ``"OCT"``.
 - ``has_diagnosis``: ``True`` keeps rows with a diagnosis label, ``False`` rows without one.
+- ``exclude_diagnoses``: rows whose diagnosis label equals one of these (case and spacing folded) are dropped;
+  the "unseen disease" evaluation hides every document of the case's own disease this way
+  (:class:`retrieval.hidden.HiddenSearcher`).
 
 The searcher applies filters by over-fetching: it asks the indexes for more candidates than needed and keeps the
 matching ones, growing the candidate pool until enough matches are found or the index is exhausted.
@@ -68,6 +71,7 @@ class Filters:
         source: Source name(s) (``"medpix"``, ``"hpo"`` ...).
         kind: Document kind(s) (``"case_report"``, ``"disease_discussion"`` ...).
         has_diagnosis: Keep only rows with (``True``) or without (``False``) a diagnosis label.
+        exclude_diagnoses: Diagnosis labels whose rows are dropped (exact labels, case and spacing folded).
     """
 
     modality: str | tuple[str, ...] | None = None
@@ -75,10 +79,15 @@ class Filters:
     source: str | tuple[str, ...] | None = None
     kind: str | tuple[str, ...] | None = None
     has_diagnosis: bool | None = None
+    exclude_diagnoses: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         for name in ("modality", "body_region", "source", "kind"):
             object.__setattr__(self, name, _as_tuple(getattr(self, name)))
+        excluded = _as_tuple(self.exclude_diagnoses)
+        # sorted and folded: equal sets give equal (hashable) filters, so the mask caches hit
+        folded = tuple(sorted({fold_label(v) for v in excluded})) if excluded else None
+        object.__setattr__(self, "exclude_diagnoses", folded)
 
     @property
     def active(self) -> bool:
@@ -124,11 +133,19 @@ class Filters:
             else:
                 present = np.zeros(len(frame), dtype=bool)
             keep &= present if self.has_diagnosis else ~present
+        if self.exclude_diagnoses is not None and "diagnosis" in frame.columns:
+            labels = frame["diagnosis"].fillna("").astype(str).map(fold_label)
+            keep &= ~labels.isin(set(self.exclude_diagnoses)).to_numpy()
         return keep
 
     def matches(self, row: dict[str, Any]) -> bool:
         """Whether one row (a mapping of column to value) passes."""
         return bool(self.mask(pd.DataFrame([row]))[0])
+
+
+def fold_label(label: str) -> str:
+    """A diagnosis label with case and runs of white space folded (``" Moyamoya  Disease"`` -> ``"moyamoya disease"``)."""
+    return " ".join(str(label).lower().split())
 
 
 def _word_match(column: pd.Series, wanted: Iterable[str]) -> np.ndarray:

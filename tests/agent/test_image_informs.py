@@ -347,3 +347,26 @@ def test_a_reply_keeps_a_case_told_in_the_question(make_agent, tmp_path: Path) -
     agent.ask("The mass is extra-axial with a dural tail.", thread_id=first.thread_id)
     history = agent.graph.get_state({"configurable": {"thread_id": first.thread_id}}).values["history"]
     assert history.startswith("Woman with headaches") and "Reply: The mass is extra-axial" in history
+
+
+def test_hidden_labels_never_reach_the_agent(make_agent, bundle_doc_ids) -> None:
+    """The "unseen disease" setting: no document of a hidden diagnosis is evidence or candidate."""
+    from tests.agent.conftest import DOCS, HISTORY
+
+    agent = make_agent()
+    _, seen_state = agent.run("What is the diagnosis?", history=HISTORY)
+    seen = {c["label"] for c in seen_state.get("candidates") or []}
+    assert "Meningioma" in seen
+    answer, state = agent.run("What is the diagnosis?", history=HISTORY, hidden_labels=["meningioma"])
+    hidden_ids = {d["id"] for d in DOCS if d["diagnosis"] == "Meningioma"}
+    evidence = state.get("evidence") or []
+    assert evidence, "the run still found other evidence"
+    assert not any(str(e.get("doc_id", "")).endswith(tuple(hidden_ids)) for e in evidence), evidence
+    assert all((e.get("diagnosis") or "").lower() != "meningioma" for e in evidence)
+    assert "Meningioma" not in {c["label"] for c in state.get("candidates") or []}
+    assert all(
+        "Meningioma" not in (d.get("diagnosis"), d.get("label")) for d in answer.to_dict()["differential"]
+    )
+    # the next run without hiding sees it again (the view is per run)
+    _, again = agent.run("What is the diagnosis?", history=HISTORY)
+    assert "Meningioma" in {c["label"] for c in again.get("candidates") or []}
