@@ -5,8 +5,12 @@
 ORTHANC_DIR="${ORTHANC_DIR:-/tmp/zebra-ci-orthanc}"
 ORTHANC_TEMPLATE="${ORTHANC_TEMPLATE:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/orthanc.json.in}"
 
+orthanc_python() {
+  command -v python3 || command -v python3.11
+}
+
 orthanc_free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+  "$(orthanc_python)" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
 orthanc_start() {
@@ -28,7 +32,7 @@ orthanc_start() {
   port=$(orthanc_free_port)
   dicom_port=$(orthanc_free_port)
   user="zebra-ci"
-  password=$(python3 -c 'import secrets; print(secrets.token_urlsafe(18))')
+  password=$("$(orthanc_python)" -c 'import secrets; print(secrets.token_urlsafe(18))')
   sed -e "s#@DIR@#$ORTHANC_DIR#g" -e "s#@PLUGINS@#$plugin#g" -e "s#@PORT@#$port#g" \
     -e "s#@DICOM_PORT@#$dicom_port#g" -e "s#@USER@#$user#g" -e "s#@PASSWORD@#$password#g" \
     "$ORTHANC_TEMPLATE" >"$ORTHANC_DIR/orthanc.json"

@@ -103,8 +103,7 @@ def build_parametric_map(
         device_serial_number="0",
         contains_recognizable_visual_features=False,
         real_world_value_mappings=[mapping],
-        window_center=0.5,
-        window_width=1.0,
+        voi_lut_transformations=[hd.VOILUTTransformation(window_center=0.5, window_width=1.0)],
         content_label="ANOMALY",
         content_description="Anomaly heatmap (derived; research use only)",
     )
