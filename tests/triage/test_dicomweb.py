@@ -341,3 +341,55 @@ def _orthanc_delete_study(server: dict[str, str], study_uid: str) -> None:
     for entry in found:
         if entry.get("Type") == "Study":
             requests.delete(f"{base}/studies/{entry['ID']}", auth=auth, timeout=10).raise_for_status()
+
+
+def test_kill_9_mid_run_then_resume_leaves_exactly_one_sr_and_one_map_per_study(
+    pacs_env: dict[str, str], client: DicomwebClient, zebra_env: Path, tmp_path: Path, cli
+) -> None:
+    import signal
+    import sqlite3
+    import time
+
+    from pacs.results import result_uid
+    from pacs.samples import sample_studies
+
+    prefix = f"ZK{uuid.uuid4().hex[:8].upper()}"
+    studies = sample_studies(prefix, 6, slices=2)
+    for study in studies:
+        client.store(study)
+    db = zebra_env / "zebra.db"
+    args = [
+        *("triage", f"dicomweb:AccessionNumber={prefix}*", "--out", str(tmp_path / "out")),
+        *("--analyser", "fake:delay=0.4", "--workers", "2", "--resume", "--run-name", "k9"),
+        *("--no-progress", "--write-back", "--max-attempts", "5"),
+    ]
+
+    def finished() -> int:
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+                return conn.execute("SELECT count(*) FROM triage_items WHERE status = 'done'").fetchone()[0]
+        except sqlite3.Error:
+            return 0
+
+    log = tmp_path / "cli.log"
+    with log.open("ab") as fh:
+        proc = subprocess.Popen(cli(*args), stdout=fh, stderr=fh, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while finished() < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # engine and workers at once, mid-run
+    proc.wait(timeout=30)
+    at_kill = finished()
+    assert 0 < at_kill < 6, log.read_text(errors="replace")[-2000:]
+    with log.open("ab") as fh:
+        done = subprocess.run(cli(*args), stdout=fh, stderr=fh, timeout=300)
+    assert done.returncode == 0, log.read_text(errors="replace")[-2000:]
+    assert finished() == 6
+    for study in studies:
+        uid = study[0].StudyInstanceUID
+        records = _instances(client, uid)
+        assert _uids(records) == {ds.SOPInstanceUID for ds in study} | {
+            result_uid("k9", uid, "sr"),
+            result_uid("k9", uid, "map"),
+        }
+        assert len(records) == len(study) + 2
