@@ -241,3 +241,102 @@ def _steady_rate(store: Any, run_id: int) -> float | None:
     if not n or n < 2 or first is None or last is None or last <= first:
         return None
     return round((n - 1) / (last - first).total_seconds() * 60, 2)
+
+
+def bench_dicomweb(
+    *,
+    n: int = 24,
+    workers: Sequence[int] = (1, 2),
+    analyser: AnalyserSpec | None = None,
+    fallback: str | None = "fake",
+    slices: int = 3,
+    threads: int | None = None,
+    write_back: bool = False,
+    work_dir: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
+    """Studies per minute of DICOMweb triage against the same studies read from files, side by side.
+
+    ``n`` real studies (pydicom's MR and CT images as ``slices``-image series, :mod:`pacs.samples`) are
+    written as a DICOM folder tree and stored (STOW-RS) into the configured server under a fresh accession
+    prefix. For each worker count, the folder tree and ``dicomweb:AccessionNumber=<prefix>*`` are triaged
+    one after the other (order alternating between worker counts) on the local engine, each with a fresh
+    SQLite database; ``ratio`` is DICOMweb over files (the issue's figure: at least 0.8). The studies stay on
+    the server (DICOMweb has no portable delete); their accession prefix is in the report.
+
+    Raises:
+        DicomwebNotConfiguredError, DicomwebError: When the server is not configured or not usable.
+    """
+    from pacs.client import DicomwebClient
+    from pacs.samples import sample_studies, write_tree
+    from store import Store
+    from triage.engine import TriageOptions, run_triage
+    from triage.worker import limit_threads
+
+    analyser = analyser or AnalyserSpec()
+    client = DicomwebClient.from_settings()
+    prefix = f"ZB{os.urandom(4).hex().upper()}"
+    report: dict[str, Any] = {
+        "source": "dicomweb",
+        "n": n,
+        "slices_per_study": slices,
+        "accession_prefix": prefix,
+        "write_back": write_back,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "notes": [],
+        "results": [],
+    }
+    with tempfile.TemporaryDirectory(prefix="zebra-bench-dicomweb-", dir=work_dir) as tmp:
+        root = Path(tmp)
+        studies = sample_studies(prefix, n, slices=slices)
+        tree = write_tree(studies, root / "tree")
+        t0 = time.monotonic()
+        for study in studies:
+            client.store(study)
+        report["upload_s"] = round(time.monotonic() - t0, 2)
+        query = f"dicomweb:AccessionNumber={prefix}*"
+        limit_threads(TriageOptions(threads=threads).worker_threads())
+        try:
+            create_analyser(analyser)
+        except ZebraError as exc:
+            report["notes"].append(f"analyser {analyser.analyser!r} unavailable: {exc.message}")
+            if fallback is None:
+                report["error"] = exc.message
+                return report
+            analyser = AnalyserSpec(**{**analyser.to_dict(), "analyser": fallback})
+            report["notes"].append(f"measured with the {fallback!r} analyser instead")
+        report["analyser"] = analyser.analyser
+        for k, w in enumerate(workers):
+            entry: dict[str, Any] = {"workers": int(w)}
+            order = ("files", "dicomweb") if k % 2 == 0 else ("dicomweb", "files")
+            for source in order:
+                store = Store(f"sqlite:///{root / f'{source}-{w}.db'}")
+                options = TriageOptions(
+                    workers=int(w), progress=False, threads=threads, write_back=write_back, kind="auto"
+                )
+                try:
+                    with _load_sampler() as load:
+                        summary = run_triage(
+                            tree if source == "files" else query,
+                            out=root / f"out-{source}-{w}",
+                            analyser=analyser,
+                            options=options,
+                            store=store,
+                        )
+                    entry[source] = {
+                        "done": summary.counts["done"],
+                        "errors": summary.counts["error"],
+                        "work_s": summary.work_s,
+                        "studies_per_minute": summary.studies_per_minute,
+                        "steady_studies_per_minute": _steady_rate(store, summary.run_id),
+                        "load_average": load,
+                    }
+                except ZebraError as exc:
+                    entry[source] = {"error": exc.message}
+                finally:
+                    store.dispose()
+            files = (entry.get("files") or {}).get("studies_per_minute")
+            web = (entry.get("dicomweb") or {}).get("studies_per_minute")
+            entry["ratio"] = round(web / files, 3) if files and web else None
+            log.info("bench dicomweb x%d: %s", w, entry)
+            report["results"].append(entry)
+    return report

@@ -113,11 +113,36 @@ def bench_triage_cmd(
     threads: int | None = typer.Option(
         None, "--threads", min=1, help="Torch threads per worker (default 1)."
     ),
+    source: str = typer.Option(
+        "files",
+        "--source",
+        help="files, or dicomweb: the same real studies from files and from the configured PACS, side by "
+        "side (local engine; the ratio is the figure; docs/pacs.md).",
+    ),
+    write_back: bool = typer.Option(False, "--write-back", help="--source dicomweb: also store results."),
 ) -> None:
     """Studies per minute of local and Ray triage for 1 and 2 workers on a synthetic worklist, JSON."""
     from triage.agent_adapter import AnalyserSpec
-    from triage.bench import bench_triage
+    from triage.bench import bench_dicomweb, bench_triage
     from triage.engine import ENGINES
+
+    source = source.strip().lower()
+    if source not in ("files", "dicomweb"):
+        raise ConfigError(f"Unknown source {source!r}.", hint="Use --source files or --source dicomweb.")
+    if source == "dicomweb":
+        spec = AnalyserSpec(
+            analyser=analyser, vlm=vlm, reasoner=reasoner, bundle=str(bundle) if bundle else None
+        )
+        report = bench_dicomweb(
+            n=n,
+            workers=_split_ints(workers, "--workers"),
+            analyser=spec,
+            fallback=None if no_fallback else "fake",
+            threads=threads,
+            write_back=write_back,
+        )
+        typer.echo(json.dumps(report, indent=2))
+        return
 
     engine_list = [e.strip().lower() for e in engines.split(",") if e.strip()]
     unknown = [e for e in engine_list if e not in ENGINES]
