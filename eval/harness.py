@@ -78,7 +78,9 @@ SAFE_META: frozenset[str] = frozenset(
     }
 )
 #: Keys of ``run.json`` that must match when resuming.
-_RESUME_KEYS = ("predictor", "data", "inputs", "ablate", "limit")
+_RESUME_KEYS = ("predictor", "data", "inputs", "ablate", "limit", "unseen")
+#: Values of resume keys that runs written before the key existed had.
+_RESUME_DEFAULTS: dict[str, Any] = {"unseen": False}
 
 
 def parse_list(value: str | Iterable[str] | None, allowed: Sequence[str], what: str) -> tuple[str, ...]:
@@ -150,12 +152,52 @@ def read_predictions(path: str | Path) -> list[dict[str, Any]]:
     return list(read_jsonl(path))
 
 
+def _unseen_hider(model: Predictor) -> Any:
+    """The per-case hider of the "unseen disease" setting for a predictor that retrieves."""
+    from eval.unseen import UnseenHider, searcher_of
+    from retrieval.hidden import diagnosis_labels
+
+    searcher = searcher_of(model)
+    if searcher is None or not getattr(model, "supports_hiding", False):
+        raise EvalConfigError(
+            f"The {getattr(model, 'name', 'given')} predictor does not retrieve, so --unseen cannot hide anything.",
+            hint="Use --unseen with the agent or retrieval predictor.",
+        )
+    return UnseenHider(diagnosis_labels(searcher)), searcher
+
+
+def unseen_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """What the "unseen disease" setting hid, over the scored rows."""
+    counts = [r.get("unseen") or {} for r in rows]
+    docs = [int(c.get("documents", 0)) for c in counts]
+    return {
+        "enabled": True,
+        "judge": "offline",
+        "documents_removed_mean": round(float(np.mean(docs)), 3) if docs else None,
+        "documents_removed_min": min(docs) if docs else None,
+        "documents_removed_max": max(docs) if docs else None,
+        "images_removed_mean": round(float(np.mean([int(c.get("images", 0)) for c in counts])), 3)
+        if docs
+        else None,
+        "cases_with_nothing_removed": sorted(
+            str(r["case_id"]) for r, d in zip(rows, docs, strict=True) if d == 0
+        ),
+    }
+
+
 def _predict_one(
-    predictor: Predictor, case_id: str, records: list[NovaRecord], view: NovaDataset | None
+    predictor: Predictor,
+    case_id: str,
+    records: list[NovaRecord],
+    view: NovaDataset | None,
+    hidden: tuple[list[str], dict[str, int]] | None = None,
 ) -> dict[str, Any]:
     start = time.perf_counter()
     try:
-        pred = predictor.predict_case(case_id, records, view)
+        if hidden is not None:
+            pred = predictor.predict_case(case_id, records, view, hidden_labels=hidden[0])  # type: ignore[call-arg]
+        else:
+            pred = predictor.predict_case(case_id, records, view)
         if not isinstance(pred, CasePrediction):
             raise TypeError(f"predict_case returned {type(pred).__name__}, not CasePrediction")
         pred = pred.validated()
@@ -171,9 +213,23 @@ def _predict_one(
         pred = CasePrediction(abstained=True, reason=f"error: {type(exc).__name__}: {exc}")
         error = True
     row = {"case_id": case_id, **pred.to_dict(), "latency_s": round(time.perf_counter() - start, 6)}
+    if hidden is not None:
+        row["unseen"] = {"hidden_labels": len(hidden[0]), **hidden[1]}
     if error:
         row["error"] = True
     return row
+
+
+def _hidden_for(hider: Any, rows: list[NovaRecord]) -> tuple[list[str], dict[str, int]] | None:
+    """Labels to hide for one case (from its gold diagnosis, before redaction) and what that removes."""
+    if hider is None:
+        return None
+    from eval.unseen import removed_counts
+
+    unseen, searcher = hider
+    gold = list(dict.fromkeys(r.final_diagnosis for r in rows if r.final_diagnosis))
+    labels = unseen.hidden_for(gold)
+    return labels, removed_counts(searcher, labels)
 
 
 def run_eval(
@@ -197,6 +253,7 @@ def run_eval(
     on_case: Callable[[dict[str, Any]], None] | None = None,
     protocol: str = DEFAULT_PROTOCOL,
     unit: str = DEFAULT_UNIT,
+    unseen: bool = False,
 ) -> dict[str, Any]:
     """Runs ``predictor`` over every case of ``data`` and scores it (module docstring).
 
@@ -220,6 +277,9 @@ def run_eval(
         on_case: Called with each prediction row after it is written (tests, progress).
         protocol: Localisation protocol, ``nova`` (the NOVA reference, default) or ``coco``.
         unit: Diagnosis scoring unit, ``case`` (default) or ``image`` (as the NOVA reference).
+        unseen: The "disease in no document" setting (:mod:`eval.unseen`): per case, every document and image
+            of the gold diagnosis is hidden from the predictor's retrieval; each row and the summary say how
+            many were hidden.
 
     Returns:
         The summary (also written to ``summary.json``).
@@ -247,6 +307,7 @@ def run_eval(
         "inputs": list(effective),
         "ablate": list(ablations),
         "limit": limit,
+        "unseen": bool(unseen),
     }
     previous = _read_run(run_path)
     existing = read_predictions(pred_path)
@@ -256,7 +317,7 @@ def run_eval(
             hint="Pass --resume to continue that run, or choose another --out.",
         )
     if resume and previous:
-        diff = [k for k in _RESUME_KEYS if previous.get(k) != meta[k]]
+        diff = [k for k in _RESUME_KEYS if previous.get(k, _RESUME_DEFAULTS.get(k)) != meta[k]]
         if diff:
             raise EvalConfigError(
                 f"Cannot resume {out}: {', '.join(diff)} differ from the interrupted run.",
@@ -266,6 +327,7 @@ def run_eval(
     model = create_predictor(predictor, inputs=effective, ablate=ablations, **options)
     if getattr(model, "needs_gold", False):
         model.set_gold(dataset)  # type: ignore[attr-defined]
+    hider = _unseen_hider(model) if unseen else None
     tasks = sorted(set(getattr(model, "tasks", TASKS)) & set(TASKS))
     started = (previous or {}).get("started") if resume else None
     run_info = {
@@ -290,7 +352,7 @@ def run_eval(
 
         view = NovaDataset(dataset.root, [redact(r, effective) for r in dataset.records])
     wall_start = time.perf_counter()
-    _predict_all(model, todo, effective, view, pred_path, workers, progress, on_case)
+    _predict_all(model, todo, effective, view, pred_path, workers, progress, on_case, hider)
     wall = time.perf_counter() - wall_start
 
     case_ids = {cid for cid, _ in cases}
@@ -309,6 +371,7 @@ def run_eval(
         protocol=protocol,
         unit=unit,
     )
+    summary["unseen"] = unseen_summary(rows) if unseen else {"enabled": False}
     latencies = [float(r.get("latency_s") or 0.0) for r in rows]
     finished = _now()
     summary["timing"] = {
@@ -362,6 +425,7 @@ def _predict_all(
     workers: int,
     progress: bool,
     on_case: Callable[[dict[str, Any]], None] | None,
+    hider: Any = None,
 ) -> None:
     bar = None
     if progress and todo:
@@ -379,11 +443,22 @@ def _predict_all(
 
         if workers == 1:
             for cid, rows in todo:
-                emit(_predict_one(model, cid, [redact(r, inputs) for r in rows], view))
+                emit(
+                    _predict_one(
+                        model, cid, [redact(r, inputs) for r in rows], view, _hidden_for(hider, rows)
+                    )
+                )
         else:
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 futures = [
-                    pool.submit(_predict_one, model, cid, [redact(r, inputs) for r in rows], view)
+                    pool.submit(
+                        _predict_one,
+                        model,
+                        cid,
+                        [redact(r, inputs) for r in rows],
+                        view,
+                        _hidden_for(hider, rows),
+                    )
                     for cid, rows in todo
                 ]
                 for future in as_completed(futures):

@@ -216,14 +216,28 @@ class AgentPredictor:
 
     name = "agent"
     tasks = frozenset(TASKS)
+    #: Accepts ``hidden_labels`` (the "unseen disease" setting, :mod:`eval.unseen`).
+    supports_hiding = True
 
     def __init__(self, agent: Any) -> None:
         self._agent = agent
 
+    @property
+    def searcher(self) -> Any:
+        """The agent's searcher (opened on first use)."""
+        return self._agent.resources.get_searcher()
+
     def predict_case(
-        self, case_id: str, records: list[NovaRecord], dataset: NovaDataset | None
+        self,
+        case_id: str,
+        records: list[NovaRecord],
+        dataset: NovaDataset | None,
+        *,
+        hidden_labels: Sequence[str] = (),
     ) -> CasePrediction:
-        return CasePrediction(**self._agent.predict_case(case_id, records, dataset))
+        return CasePrediction(
+            **self._agent.predict_case(case_id, records, dataset, hidden_labels=hidden_labels)
+        )
 
 
 @PREDICTORS.register(
@@ -277,6 +291,8 @@ class RetrievalPredictor:
     """
 
     name = "retrieval"
+    #: Accepts ``hidden_labels`` (the "unseen disease" setting, :mod:`eval.unseen`).
+    supports_hiding = True
 
     def __init__(
         self,
@@ -314,18 +330,25 @@ class RetrievalPredictor:
         self.tasks = frozenset({"diagnosis", "captioning"} if self.has_images else {"diagnosis"})
 
     def predict_case(
-        self, case_id: str, records: list[NovaRecord], dataset: NovaDataset | None
+        self,
+        case_id: str,
+        records: list[NovaRecord],
+        dataset: NovaDataset | None,
+        *,
+        hidden_labels: Sequence[str] = (),
     ) -> CasePrediction:
         from retrieval.aggregate import aggregate_diagnoses
+        from retrieval.hidden import HiddenSearcher
 
+        searcher = HiddenSearcher(self.searcher, hidden_labels) if hidden_labels else self.searcher
         history, captions = _case_text(records)
         query = "\n".join(part for part in (history, *captions) if part)
-        out_captions = self._captions(records, dataset)
+        out_captions = self._captions(records, dataset, searcher)
         if not query:
             return CasePrediction(
                 captions=out_captions, abstained=True, reason="no text input to search with"
             )
-        hits = self.searcher.search_text(query, k=self.n_hits, mode=self.mode, fetch_k=max(50, self.n_hits))
+        hits = searcher.search_text(query, k=self.n_hits, mode=self.mode, fetch_k=max(50, self.n_hits))
         candidates = aggregate_diagnoses(hits, top_n=None)
         if not candidates:
             return CasePrediction(captions=out_captions, abstained=True, reason="no retrieved diagnosis")
@@ -354,7 +377,9 @@ class RetrievalPredictor:
             extra={"acr_codes": acr, "evidence": [[e.doc_id for e in c.evidence[:3]] for c in top]},
         )
 
-    def _captions(self, records: Sequence[NovaRecord], dataset: NovaDataset | None) -> dict[str, str]:
+    def _captions(
+        self, records: Sequence[NovaRecord], dataset: NovaDataset | None, searcher: Any
+    ) -> dict[str, str]:
         if dataset is None or not self.has_images:
             return {}
         out: dict[str, str] = {}
@@ -364,7 +389,7 @@ class RetrievalPredictor:
             except Exception as exc:  # a missing image only costs its caption
                 log.warning("case %s: image %s unreadable: %s", record.case_id, record.filename, exc)
                 continue
-            hits = self.searcher.search_image(image, k=5)
+            hits = searcher.search_image(image, k=5)
             caption = next((h.caption for h in hits if h.caption), None)
             if caption:
                 out[record.filename] = caption

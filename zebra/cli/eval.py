@@ -80,6 +80,12 @@ def nova(
     seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
     protocol: str = typer.Option("nova", "--protocol", help=_PROTOCOL_HELP),
     unit: str = typer.Option("case", "--unit", help=_UNIT_HELP),
+    unseen: bool = typer.Option(
+        False,
+        "--unseen",
+        help="The 'disease in no document' setting: per case, hide from retrieval every document and image "
+        "whose diagnosis the offline judge matches to the case's gold diagnosis (counts in summary.json).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print summary.json instead of a table."),
 ) -> None:
     """Run a predictor over a NOVA-layout set and score localisation, captioning and diagnosis."""
@@ -109,6 +115,7 @@ def nova(
         progress=not as_json,
         protocol=protocol,
         unit=unit,
+        unseen=unseen,
     )
     if as_json:
         typer.echo(json.dumps(summary, indent=2, sort_keys=True))
@@ -125,6 +132,13 @@ def nova(
         ci = summary["ci"].get(key)
         table.add_row(label, _fmt(summary.get(key)), "–" if not ci else f"[{ci[0]:.3f}, {ci[1]:.3f}]")
     Console().print(table)
+    hidden = summary.get("unseen") or {}
+    if hidden.get("enabled"):
+        typer.echo(
+            f"unseen disease: {hidden['documents_removed_mean']} documents hidden per case on average "
+            f"(min {hidden['documents_removed_min']}, max {hidden['documents_removed_max']}); "
+            f"{len(hidden['cases_with_nothing_removed'])} case(s) with nothing hidden"
+        )
     if summary.get("judge_agreement"):
         agr = summary["judge_agreement"]
         typer.echo(
