@@ -29,6 +29,10 @@ RUO_STATEMENT = "Research use only, not for clinical decisions."
 ZEBRA_SCHEME = "99ZEBRA"
 MANUFACTURER = "Zebra"
 MODEL_NAME = "Zebra triage"
+#: SOP classes of what Zebra writes: Comprehensive SR, Parametric Map, Secondary Capture.
+RESULT_SOP_CLASSES = frozenset(
+    {"1.2.840.10008.5.1.4.1.1.88.33", "1.2.840.10008.5.1.4.1.1.30", "1.2.840.10008.5.1.4.1.1.7"}
+)
 SR_SERIES_NUMBER = 9901
 MAP_SERIES_NUMBER = 9902
 

@@ -211,7 +211,8 @@ def load_study(study_path: str, *, client: Any | None = None) -> Any:
     tmp = Path(tempfile.mkdtemp(prefix="zebra-dicomweb-"))
     try:
         for i, part in enumerate(parts):
-            (tmp / f"{i:06d}.dcm").write_bytes(part)
+            if not _is_own_result(part):  # Zebra's earlier SR / map in the same study are not inputs
+                (tmp / f"{i:06d}.dcm").write_bytes(part)
         study = intake_load(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -220,6 +221,27 @@ def load_study(study_path: str, *, client: Any | None = None) -> Any:
     while len(_fetched) > _CACHE_SIZE:
         _fetched.popitem(last=False)
     return study
+
+
+def _is_own_result(part: bytes) -> bool:
+    """Whether an instance is a result Zebra wrote (its manufacturer and SR / map SOP classes); a header
+    that cannot be read is left to intake to judge."""
+    import io
+
+    import pydicom
+
+    from pacs.results import MANUFACTURER, RESULT_SOP_CLASSES
+
+    try:
+        ds = pydicom.dcmread(
+            io.BytesIO(part), stop_before_pixels=True, specific_tags=["Manufacturer", "SOPClassUID"]
+        )
+    except Exception:  # hostile bytes: intake decides and reports
+        return False
+    return (
+        str(ds.get("Manufacturer", "")) == MANUFACTURER
+        and str(ds.get("SOPClassUID", "")) in RESULT_SOP_CLASSES
+    )
 
 
 def fetched(study_path: str) -> FetchedStudy | None:

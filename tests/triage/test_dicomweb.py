@@ -393,3 +393,16 @@ def test_kill_9_mid_run_then_resume_leaves_exactly_one_sr_and_one_map_per_study(
             result_uid("k9", uid, "map"),
         }
         assert len(records) == len(study) + 2
+
+
+def test_zebra_results_already_in_a_study_are_not_read_as_inputs(
+    pacs_env: dict[str, str], loaded: dict[str, Any], store: Any, tmp_path: Path
+) -> None:
+    from pacs import source
+
+    _run(loaded["query"], tmp_path / "o1", store, run_name="first")  # writes an SR and a map per study
+    path = f"dicomweb:{loaded['studies'][0][0].StudyInstanceUID}"
+    study = source.load_study(path)
+    assert len(study.series) == 1 and len(study.images) == 3  # the original series only
+    assert len(source.fetched(path).parts) == 5  # fetched: 3 images + SR + map
+    source.forget(path)
