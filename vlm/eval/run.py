@@ -10,7 +10,14 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from vlm.eval.metrics import auroc, dataset_ap, mean_image_ap, pointing_game
+from eval.metrics.localisation import (
+    DEFAULT_PROTOCOL,
+    PROTOCOL_DEFINITIONS,
+    check_protocol,
+    dataset_ap,
+    mean_localisation,
+)
+from vlm.eval.metrics import auroc, pointing_game
 from vlm.gate import image_statistics
 from zebra.errors import ConfigError
 
@@ -18,9 +25,16 @@ log = logging.getLogger(__name__)
 
 
 def evaluate_detection(
-    backend: Any, root: Path, *, limit: int | None = None, batch_size: int = 16, progress: bool = False
+    backend: Any,
+    root: Path,
+    *,
+    limit: int | None = None,
+    batch_size: int = 16,
+    progress: bool = False,
+    protocol: str = DEFAULT_PROTOCOL,
 ) -> dict[str, Any]:
-    """Box mAP@0.3/0.5 (per image as NOVA, and data-set AP), pointing game, anomaly AUROC, gate acceptance.
+    """Box mAP@0.3/0.5/[.5:.95] and ACC50 under ``protocol``, data-set AP, pointing game, anomaly AUROC, gate
+    acceptance.
 
     Args:
         backend: A :class:`vlm.backends.builtin.BuiltinVLM` (needs ``predict`` and ``gate``).
@@ -28,9 +42,18 @@ def evaluate_detection(
         limit: Evaluate at most this many rows (evenly spaced).
         batch_size: Images per forward pass.
         progress: Show a progress bar.
+        protocol: ``nova`` (the NOVA reference: every image counts, 11-point AP, boxes clamped to the image) or
+            ``coco`` (images with gold boxes, 101-point AP); :mod:`eval.metrics.localisation`.
 
     Rows marked ``label_status == "unlabelled"`` are left out (their boxes are unknown).
+
+    Raises:
+        ConfigError: When the backend has no raw prediction API or the protocol is unknown.
     """
+    try:
+        protocol = check_protocol(protocol)
+    except ValueError as exc:
+        raise ConfigError(str(exc), hint="Use --protocol nova or --protocol coco.") from exc
     from zebra.datasets import read_nova
 
     if not hasattr(backend, "predict"):
@@ -42,15 +65,16 @@ def evaluate_detection(
     rows = [r for r in dataset.records if r.meta.get("label_status") != "unlabelled"]
     if limit is not None and limit < len(rows):
         rows = [rows[i] for i in np.linspace(0, len(rows) - 1, limit).round().astype(int)]
-    preds, golds, heats, scores, labels, accepted = [], [], [], [], [], []
+    preds, golds, sizes, heats, scores, labels, accepted = [], [], [], [], [], [], []
     t0 = time.perf_counter()
     for start in tqdm(range(0, len(rows), batch_size), desc="eval", disable=not progress):
         chunk = rows[start : start + batch_size]
         images = [np.asarray(dataset.load_image(r)) for r in chunk]
-        for r, raw in zip(chunk, backend.predict(images, batch_size=batch_size), strict=True):
+        for r, image, raw in zip(chunk, images, backend.predict(images, batch_size=batch_size), strict=True):
             gold = np.array([b.xyxy() for b in r.gold_boxes], np.float64).reshape(-1, 4)
             preds.append(raw.boxes)
             golds.append(gold)
+            sizes.append((float(image.shape[1]), float(image.shape[0])))  # (width, height), for clamping
             heats.append(raw.heatmap)
             scores.append(raw.anomaly)
             labels.append(
@@ -61,20 +85,25 @@ def evaluate_detection(
     seconds = time.perf_counter() - t0
     known = [i for i, lab in enumerate(labels) if lab >= 0]
     with_gold = sum(1 for g in golds if len(g))
+    loc = mean_localisation(list(zip(preds, golds, sizes, strict=True)), protocol=protocol)
+    nan = float("nan")
     return {
         "data": str(root),
         "images": len(rows),
         "images_with_boxes": with_gold,
-        "map30": mean_image_ap(preds, golds, 0.3),
-        "map50": mean_image_ap(preds, golds, 0.5),
+        "protocol": protocol,
+        "map30": nan if loc["map_0.3"] is None else loc["map_0.3"],
+        "map50": nan if loc["map_0.5"] is None else loc["map_0.5"],
+        "map50_95": nan if loc["map_0.5_0.95"] is None else loc["map_0.5_0.95"],
+        "acc50": nan if loc["acc50"] is None else loc["acc50"],
         "ap30_dataset": dataset_ap(preds, golds, 0.3),
         "ap50_dataset": dataset_ap(preds, golds, 0.5),
         "pointing_game": pointing_game(heats, golds),
         "anomaly_auroc": auroc([scores[i] for i in known], [labels[i] for i in known]),
         "gate_accept_rate": float(np.mean(accepted)) if accepted else float("nan"),
         "seconds_per_image": seconds / max(1, len(rows)),
-        "map_definition": "map*: AP per image with gold boxes (greedy IoU matching, all-point interpolation), "
-        "averaged over those images (NOVA); ap*_dataset: single-class AP over all detections of all images.",
+        "map_definition": f"map*, acc50 ({protocol}): {PROTOCOL_DEFINITIONS[protocol]}; ap*_dataset: "
+        "single-class COCO AP (101 points, at most 100 boxes per image) over all detections of all images.",
     }
 
 

@@ -123,15 +123,14 @@ def nova(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(
-        title=f"{summary['n_cases']} case(s) -> {out} (protocol {summary['protocol']}, unit {summary['unit']})"
-    )
+    table = Table(title=f"{summary['n_cases']} case(s) -> {out}")
     for col in ("metric", "value", "95% CI"):
         table.add_column(col)
     for key, label in _HEADLINE_LABELS.items():
         ci = summary["ci"].get(key)
         table.add_row(label, _fmt(summary.get(key)), "–" if not ci else f"[{ci[0]:.3f}, {ci[1]:.3f}]")
     Console().print(table)
+    typer.echo(f"localisation protocol: {summary['protocol']}; scoring unit: {summary['unit']}")
     hidden = summary.get("unseen") or {}
     if hidden.get("enabled"):
         typer.echo(
@@ -167,9 +166,7 @@ def compare(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(
-        title=f"A - B over {result['n_shared']} shared {result['unit']}(s) (protocol {result['protocol']})"
-    )
+    table = Table(title=f"A - B over {result['n_shared']} shared {result['unit']}(s)")
     for col in ("metric", "A", "B", "A - B", "95% CI"):
         table.add_column(col)
     for key, row in result["metrics"].items():
@@ -184,3 +181,4 @@ def compare(
             "–" if not ci else f"[{ci[0]:+.3f}, {ci[1]:+.3f}]",
         )
     Console().print(table)
+    typer.echo(f"localisation protocol: {result['protocol']}; scoring unit: {result['unit']}")

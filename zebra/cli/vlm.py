@@ -192,21 +192,33 @@ def eval_cmd(
         None, "--findings", help="MedPix 2.0 folder: finding heads and caption term F1 on real captions."
     ),
     findings_split: str = typer.Option("dev", "--findings-split", help="MedPix split for --findings."),
+    protocol: str = typer.Option(
+        "nova",
+        "--protocol",
+        help="Box scoring on --data: nova (the NOVA reference: per-image 11-point AP over every image, an image "
+        "without gold boxes scores 1 only when nothing is drawn) or coco (101-point, images with gold boxes).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
 ) -> None:
-    """mAP@0.3/0.5, pointing game and anomaly AUROC on --data; change accuracy on --pairs; retrieval recall;
-    finding-head accuracy and caption term F1 against the real MedPix captions (--findings)."""
+    """mAP@0.3/0.5/[.5:.95] and ACC50 (--protocol), pointing game and anomaly AUROC on --data; change accuracy
+    on --pairs; retrieval recall; finding-head accuracy and caption term F1 against the real MedPix captions
+    (--findings)."""
+    from eval.metrics.localisation import PROTOCOLS
     from vlm.eval.run import evaluate_detection, evaluate_pairs, evaluate_retrieval
     from vlm.registry import create_vlm
     from zebra.config import get_settings
 
     if not data and not pairs and retrieval is None and findings is None:
         raise ConfigError("Nothing to evaluate.", hint="Pass --data, --pairs, --retrieval and/or --findings.")
+    if protocol.strip().lower() not in PROTOCOLS:  # before the model loads
+        raise ConfigError(f"Unknown protocol: {protocol}.", hint=f"Use any of: {', '.join(PROTOCOLS)}.")
     backend = create_vlm(_vlm_spec(vlm), device=get_settings().models.device)
     report: dict[str, Any] = {"model": backend.name}
     progress = not as_json
     if data:
-        report["detection"] = [evaluate_detection(backend, d, limit=limit, progress=progress) for d in data]
+        report["detection"] = [
+            evaluate_detection(backend, d, limit=limit, progress=progress, protocol=protocol) for d in data
+        ]
     if pairs:
         report["change"] = evaluate_pairs(backend, list(pairs), progress=progress)
     if retrieval is not None:
