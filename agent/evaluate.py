@@ -16,6 +16,12 @@ Region consistency: for cases with an accepted image, the share of top-``k`` ent
 (:func:`agent.anatomy.candidate_region`) is consistent with the imaged region (the head), i.e. not known to
 lie only elsewhere; ``region_known_head`` is the stricter share known to be of the head.
 
+Literature setting: by default the bundle holds every document it was built with, including those of the
+evaluated cases' diseases ("the literature covers the disease"). With ``unseen=True`` (``--unseen``), per case,
+every chunk and image whose diagnosis label the scoring matcher matches to the gold diagnosis is hidden from the
+agent and the baseline alike (:class:`retrieval.hidden.HiddenSearcher`): "the disease is in no document". Each
+row records how many documents were hidden.
+
 A case counts as a top-``j`` hit when one of the first ``j`` diagnoses is
 :func:`retrieval.diagnosis.same_diagnosis` as the gold label. The baseline aggregates the ``n_hits`` best
 documents of the same text query (history, plus captions when the setting has them) into candidates
@@ -38,6 +44,7 @@ from agent.anatomy import differential_regions
 from agent.api import Agent, prediction_from
 from agent.errors import AgentConfigError
 from retrieval.diagnosis import DiagnosisMatcher
+from retrieval.hidden import HiddenSearcher, diagnosis_labels
 
 log = logging.getLogger(__name__)
 
@@ -128,8 +135,9 @@ def evaluate(
     k: int = 5,
     details_path: str | Path | None = None,
     progress: bool = False,
+    unseen: bool = False,
 ) -> dict[str, Any]:
-    """Runs the protocol of the module docstring.
+    """Runs the protocol of the module docstring (``unseen``: the "disease in no document" setting).
 
     Returns:
         ``{"k", "settings": {name: {"agent": {...}, "baseline": {...}, "n_cases"}}, "_rows": {name: rows}}``
@@ -141,6 +149,7 @@ def evaluate(
         raise AgentConfigError(f"Unknown setting(s) {bad}.", hint=f"Use: {', '.join(SETTINGS)}.")
     matcher = DiagnosisMatcher()
     searcher = agent.resources.get_searcher()
+    labels = diagnosis_labels(searcher) if unseen else []
     talker = _with_memory(agent) if "dialogue" in settings else agent
     details = open(details_path, "w", encoding="utf-8") if details_path else None  # noqa: SIM115
     results: dict[str, Any] = {}
@@ -169,9 +178,13 @@ def evaluate(
                             images.append((name, load()))
                         except Exception as exc:  # an unreadable image costs only itself
                             log.warning("case %s: image %s unreadable: %s", case.case_id, name, exc)
+                hidden = [label for label in labels if matcher.same(label, case.gold)] if unseen else []
+                view = HiddenSearcher(searcher, hidden) if hidden else searcher
                 start = time.perf_counter()
                 runner = talker if setting == "dialogue" else agent
-                answer, state = runner.run("", images=images, history=history, captions=captions)
+                answer, state = runner.run(
+                    "", images=images, history=history, captions=captions, hidden_labels=hidden
+                )
                 asked = [q.get("topic", "") for q in answer.questions] if setting == "dialogue" else []
                 reply = ""
                 if asked:
@@ -185,11 +198,12 @@ def evaluate(
                             history=history,
                             captions=captions,
                             thread_id=answer.thread_id,
+                            hidden_labels=hidden,
                         )
                 seconds = time.perf_counter() - start
                 pred = prediction_from(answer, state)
                 regions = differential_regions(state, k)
-                base = baseline(searcher, "\n".join([history, *captions]), n_hits=agent.config.n_hits, k=k)
+                base = baseline(view, "\n".join([history, *captions]), n_hits=agent.config.n_hits, k=k)
                 row = {
                     "setting": setting,
                     "case_id": case.case_id,
@@ -207,6 +221,8 @@ def evaluate(
                     "asked": asked,
                     "replied": bool(reply),
                 }
+                if unseen:
+                    row["hidden"] = view.removed() if hidden else {"documents": 0, "chunks": 0, "images": 0}
                 rows.append(row)
                 if details:
                     details.write(json.dumps(row) + "\n")
@@ -270,4 +286,15 @@ def summarize(rows: Sequence[dict[str, Any]], k: int = 5) -> dict[str, Any]:
             "replied_rate": round(sum(1 for r in rows if r.get("replied")) / n, 4) if n else 0.0,
         },
         "baseline": {"top1": rate("baseline_rank", 1), f"top{k}": rate("baseline_rank", k)},
+        **({"unseen": _hidden_summary(rows)} if any("hidden" in r for r in rows) else {}),
+    }
+
+
+def _hidden_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """What the "disease in no document" setting hid, over the rows."""
+    docs = [int((r.get("hidden") or {}).get("documents", 0)) for r in rows]
+    return {
+        "documents_hidden_mean": round(statistics.fmean(docs), 3) if docs else None,
+        "documents_hidden_min": min(docs) if docs else None,
+        "cases_with_nothing_hidden": [r["case_id"] for r, d in zip(rows, docs, strict=True) if d == 0],
     }

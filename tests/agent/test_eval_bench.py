@@ -63,6 +63,24 @@ def test_evaluate_reports_agent_and_baseline(make_agent, scan, tmp_path: Path) -
         evaluate(make_agent(), cases, settings=["video"])
 
 
+def test_evaluate_unseen_hides_the_gold_disease_from_agent_and_baseline(make_agent, tmp_path: Path) -> None:
+    from agent.evaluate import EvalCase, evaluate
+
+    cases = [
+        EvalCase("1", HISTORY, [], "Meningioma"),
+        EvalCase("2", "Right lower quadrant pain and fever, dilated appendix.", [], "Appendicitis"),
+    ]
+    seen = evaluate(make_agent(), cases, settings=["text"])
+    unseen = evaluate(make_agent(), cases, settings=["text"], unseen=True, details_path=tmp_path / "u.jsonl")
+    assert seen["settings"]["text"]["agent"]["top5"] == 1.0 and "unseen" not in seen["settings"]["text"]
+    text = unseen["settings"]["text"]
+    assert text["agent"]["top5"] == 0.0 and text["baseline"]["top5"] == 0.0
+    assert text["unseen"]["documents_hidden_min"] >= 1 and text["unseen"]["cases_with_nothing_hidden"] == []
+    rows = [json.loads(line) for line in (tmp_path / "u.jsonl").read_text().splitlines()]
+    assert rows[0]["hidden"]["documents"] == 2  # the meningioma case report and discussion of the test bundle
+    assert all("meningioma" not in d.lower() for d in rows[0]["diagnoses"] + rows[0]["baseline"])
+
+
 def test_bench_reports_percentiles(make_agent) -> None:
     from agent.bench import run_bench
 

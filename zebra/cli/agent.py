@@ -250,6 +250,12 @@ def eval_cmd(
     details: Path | None = typer.Option(None, "--details", help="Per-case JSONL."),
     threads: int | None = typer.Option(1, "--threads", min=0, help="Torch CPU threads (0: leave as is)."),
     option: list[str] | None = typer.Option(None, "--option", "-o", help=_OPTION_HELP),
+    unseen: bool = typer.Option(
+        False,
+        "--unseen",
+        help="The 'disease in no document' setting: per case, hide every document and image of its gold "
+        "diagnosis from the agent and the baseline.",
+    ),
 ) -> None:
     """Top-1/top-5 diagnosis accuracy of the agent vs the retrieval-only baseline; prints JSON."""
     from agent.api import Agent
@@ -274,6 +280,7 @@ def eval_cmd(
         settings=[s.strip() for s in settings.split(",") if s.strip()],
         details_path=details,
         progress=True,
+        unseen=unseen,
     )
     rows = result.pop("_rows", {})
     result["comparisons"] = compare_settings(rows, k=int(result.get("k", 5)))
@@ -286,6 +293,9 @@ def eval_cmd(
             "vlm_available": agent.resources.vlm is not None,
             "vlm_error": agent.resources.vlm_error,
             "reasoner": config.reasoner,
+            "literature": "the disease is in no document (--unseen)"
+            if unseen
+            else "the literature covers the disease",
         }
     )
     typer.echo(json.dumps(result, indent=2))
