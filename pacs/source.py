@@ -161,8 +161,9 @@ class FetchedStudy:
     parts: list[bytes]
     study: Any
 
-    def original_dataset(self, image: Any) -> Any:
-        """The original pydicom data set (pixels included) behind a ``MedicalImage`` of :attr:`study`.
+    def original_dataset(self, image: Any, *, pixels: bool = False) -> Any:
+        """The original pydicom data set behind a ``MedicalImage`` of :attr:`study` (header only unless
+        ``pixels``: the results need the image's identity and geometry, not its pixels).
 
         Raises:
             KeyError: When the image was not read from one of :attr:`parts`.
@@ -174,7 +175,7 @@ class FetchedStudy:
         stem = Path(getattr(image, "source_name", "") or "").stem
         if not stem.isdigit() or int(stem) >= len(self.parts):
             raise KeyError("image not from this study's instances")
-        return pydicom.dcmread(io.BytesIO(self.parts[int(stem)]))
+        return pydicom.dcmread(io.BytesIO(self.parts[int(stem)]), stop_before_pixels=not pixels)
 
 
 _fetched: OrderedDict[str, FetchedStudy] = OrderedDict()

@@ -406,3 +406,32 @@ def test_zebra_results_already_in_a_study_are_not_read_as_inputs(
     assert len(study.series) == 1 and len(study.images) == 3  # the original series only
     assert len(source.fetched(path).parts) == 5  # fetched: 3 images + SR + map
     source.forget(path)
+
+
+def test_server_lost_mid_run_gives_the_study_back_and_resume_finishes(
+    pacs_env: dict[str, str],
+    loaded: dict[str, Any],
+    store: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from triage import queue
+
+    calls = {"n": 0}
+    real_fetch = DicomwebClient.fetch_study
+
+    def flaky(self: DicomwebClient, uid: str) -> list[bytes]:
+        calls["n"] += 1
+        if calls["n"] == 2:  # the server goes away after the first study
+            raise DicomwebUnreachableError("The DICOMweb server did not answer the fetch request (test).")
+        return real_fetch(self, uid)
+
+    monkeypatch.setattr(DicomwebClient, "fetch_study", flaky)
+    with pytest.raises(DicomwebUnreachableError):
+        _run(loaded["query"], tmp_path / "o1", store, run_name="outage")
+    counts = queue.counts(store, 1)
+    assert counts["done"] == 1 and counts["pending"] == 2 and counts["error"] == 0
+    pending = [i for i in queue.items(store, 1) if i["status"] == "pending" and i["error"]]
+    assert len(pending) == 1 and "did not answer" in pending[0]["error"]
+    summary = _run(loaded["query"], tmp_path / "o2", store, run_name="outage", resume=True)
+    assert summary.complete and summary.counts["done"] == 3 and summary.counts["error"] == 0
