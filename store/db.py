@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -94,6 +95,7 @@ def create_engine_for(url: str | URL, echo: bool = False) -> Engine:
     """
     parsed = normalise_url(url)
     kwargs: dict[str, Any] = {"echo": echo}
+    _private_sqlite_file(parsed)
     if parsed.get_backend_name() == "sqlite":
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
         if _is_memory_sqlite(parsed):
@@ -111,6 +113,25 @@ def create_engine_for(url: str | URL, echo: bool = False) -> Engine:
     return engine
 
 
+def _private_sqlite_file(url: URL) -> None:
+    """Creates the SQLite file readable by its owner only (0600), or makes an existing one so.
+
+    SQLite creates the file with the process umask (usually 0644: every local user could read the
+    studies' metadata and the chats) and gives its ``-wal`` and ``-shm`` files the same mode.
+    """
+    if url.get_backend_name() != "sqlite" or _is_memory_sqlite(url) or str(url.database).startswith("file:"):
+        return
+    path = Path(str(url.database))
+    try:
+        if path.parent.is_dir():
+            os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+            for candidate in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+                if candidate.exists() and (candidate.stat().st_mode & 0o077):
+                    os.chmod(candidate, 0o600)
+    except OSError as exc:  # a read-only location: SQLite reports the real problem on connect
+        log.debug("could not make %s private: %s", path.name, exc)
+
+
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     # pysqlite only emits BEGIN before INSERT/UPDATE/DELETE, so a SAVEPOINT opened after a SELECT starts
     # and, on release, commits its own transaction behind the session's back. Take over: no implicit
@@ -123,6 +144,8 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
         # WAL needs a file; an in-memory database silently stays in "memory" mode.
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        # Deleted rows (a deleted study, a purged one) are overwritten, not left in free pages of the file.
+        cursor.execute("PRAGMA secure_delete=ON")
     finally:
         cursor.close()
 
@@ -271,6 +294,15 @@ class Store:
         from store import migrate
 
         return migrate.check(self._engine, self.safe_url)
+
+    def checkpoint(self) -> None:
+        """SQLite: copies the write-ahead log into the database file and empties it (after deletions, so the
+        log keeps no old copy of deleted rows). PostgreSQL: nothing. Best effort: busy readers may delay it.
+        """
+        if self.dialect != "sqlite" or _is_memory_sqlite(self._url):
+            return
+        with self._engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def dispose(self) -> None:
         """Closes every pooled connection."""

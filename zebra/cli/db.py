@@ -1,4 +1,4 @@
-"""``zebra db``: database migrations (Alembic) for SQLite and PostgreSQL."""
+"""``zebra db``: database migrations (Alembic) for SQLite and PostgreSQL, and the retention purge."""
 
 from __future__ import annotations
 
@@ -68,5 +68,39 @@ def check(url: UrlOption = None) -> None:
     try:
         head = store.check()
         typer.echo(f"ok: {store.safe_url} is at revision {head} (head)")
+    finally:
+        store.dispose()
+
+
+@db_app.command("purge")
+def purge(
+    days: Annotated[
+        int | None,
+        typer.Option(
+            "--days", min=1, help="Delete studies older than this (default: server.retention_days)."
+        ),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count what would be deleted.")] = False,
+) -> None:
+    """Delete studies stored more than N days ago, with their files, overlays and chats. Prints JSON."""
+    from zebra.config import get_settings
+    from zebra.errors import ConfigError
+    from zebra.web.deletion import purge_studies, studies_older_than
+    from zebra.web.overlays import OverlayStore
+
+    settings = get_settings()
+    days = days or settings.server.retention_days
+    if not days:
+        raise ConfigError(
+            "No retention period is set.", hint="Pass --days N, or set server.retention_days in zebra.toml."
+        )
+    store = _open(None)
+    try:
+        store.upgrade()
+        if dry_run:
+            ids = studies_older_than(store, days)
+        else:
+            ids = purge_studies(store, settings.data_dir, OverlayStore(settings.data_dir / "web"), days)
+        typer.echo(json.dumps({"days": days, "dry_run": dry_run, "studies": len(ids), "ids": ids}))
     finally:
         store.dispose()

@@ -1,4 +1,5 @@
-"""CLI commands of the web app: ``zebra serve``, ``zebra user add|list``, ``zebra bench chat``."""
+"""CLI commands of the web app: ``zebra serve``, ``zebra user add|list|passwd|disable|enable|revoke|delete``,
+``zebra bench chat``."""
 
 from __future__ import annotations
 
@@ -57,19 +58,86 @@ def user_add_cmd(
 @user_app.command("list")
 def user_list_cmd() -> None:
     """List users (name, administrator, active)."""
-    from sqlalchemy import select
+    from zebra.web.users import list_users
 
-    from store import Store, User
+    for user in list_users(_user_store()):
+        flags = ", ".join(f for f, on in (("admin", user.is_admin), ("disabled", not user.is_active)) if on)
+        typer.echo(f"{user.id}\t{user.username}" + (f"\t({flags})" if flags else ""))
+
+
+def _user_store():  # -> store.Store
+    from store import Store
     from zebra.config import get_settings
 
     store = Store.from_settings(get_settings())
     store.upgrade()
-    with store.session() as s:
-        for user in s.scalars(select(User).order_by(User.id)):
-            flags = ", ".join(
-                f for f, on in (("admin", user.is_admin), ("disabled", not user.is_active)) if on
-            )
-            typer.echo(f"{user.id}\t{user.username}" + (f"\t({flags})" if flags else ""))
+    return store
+
+
+@user_app.command("passwd")
+def user_passwd_cmd(
+    name: str = typer.Argument(..., help="User name."),
+    generate: bool = typer.Option(
+        False, "--generate", help="Generate a random password and print it once (e.g. to rotate the admin's)."
+    ),
+) -> None:
+    """Set a user's password (ZEBRA_ADMIN_PASSWORD, asked twice, or --generate); signs them out everywhere."""
+    import secrets
+
+    from zebra.web.users import set_password
+
+    if generate:
+        password = secrets.token_urlsafe(18)
+    else:
+        password = os.environ.get("ZEBRA_ADMIN_PASSWORD") or typer.prompt(
+            f"New password for {name}", hide_input=True, confirmation_prompt=True
+        )
+    set_password(_user_store(), name, password)
+    typer.echo(f"Password of {name!r} changed; their sessions were signed out.")
+    if generate:
+        typer.echo(f"New password (shown once): {password}")
+
+
+@user_app.command("disable")
+def user_disable_cmd(name: str = typer.Argument(..., help="User name.")) -> None:
+    """Stop a user from signing in, and sign them out everywhere (their data stays)."""
+    from zebra.web.users import set_active
+
+    set_active(_user_store(), name, False)
+    typer.echo(f"Disabled {name!r} and signed them out.")
+
+
+@user_app.command("enable")
+def user_enable_cmd(name: str = typer.Argument(..., help="User name.")) -> None:
+    """Let a disabled user sign in again."""
+    from zebra.web.users import set_active
+
+    set_active(_user_store(), name, True)
+    typer.echo(f"Enabled {name!r}.")
+
+
+@user_app.command("revoke")
+def user_revoke_cmd(name: str = typer.Argument(..., help="User name.")) -> None:
+    """Sign a user out everywhere (every session and API token)."""
+    from zebra.web.users import revoke_sessions
+
+    n = revoke_sessions(_user_store(), name)
+    typer.echo(f"Signed {name!r} out of {n} session(s).")
+
+
+@user_app.command("delete")
+def user_delete_cmd(
+    name: str = typer.Argument(..., help="User name."),
+    yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
+) -> None:
+    """Delete a user with their studies (files too), chats and sessions. Cannot be undone."""
+    from zebra.config import get_settings
+    from zebra.web.users import delete_user
+
+    if not yes:
+        typer.confirm(f"Delete {name!r} with all their studies and chats?", abort=True)
+    delete_user(_user_store(), get_settings().data_dir, name)
+    typer.echo(f"Deleted {name!r} and their data.")
 
 
 @bench_app.command("chat")

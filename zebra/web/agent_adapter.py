@@ -40,12 +40,14 @@ class AgentImage:
         n: Its index in the study (what the image URLs use).
         pixels: The display image (uint8, what the viewer shows at the default window).
         name: A neutral name (``"study-3-image-12"``), never a file name from the upload.
+        study_uid: The study's UID (unique per uploader): what its overlays are stored under.
     """
 
     study_id: int
     n: int
     pixels: np.ndarray
     name: str
+    study_uid: str = ""
 
 
 @dataclass
@@ -166,7 +168,8 @@ class AgentAdapter:
 
         Returns:
             The answer as a JSON-ready dict (``Answer.to_dict()`` form), with ``findings[i]["image_ref"]``
-            set to the ``(study_id, n)`` of the image it describes and the raw heatmap (array or file path)
+            set to the ``(study_id, n)`` of the image it describes, ``findings[i]["image_key"]`` to its
+            study's UID and the raw heatmap (array or file path)
             under ``findings[i]["heatmap_source"]``.
 
         Raises:
@@ -201,7 +204,9 @@ class AgentAdapter:
             )
             index = index if isinstance(index, int) and 0 <= index < len(request.images) else None
             if index is not None:
-                finding["image_ref"] = (request.images[index].study_id, request.images[index].n)
+                shown = request.images[index]
+                finding["image_ref"] = (shown.study_id, shown.n)
+                finding["image_key"] = shown.study_uid or None
             finding["heatmap_source"] = next(
                 (
                     finding.get(k)
@@ -298,9 +303,10 @@ def present_answer(raw: dict[str, Any], *, overlays: Any, url_prefix: str = "/ap
         analysed = (
             shown["anomaly_score"] is not None or shown["boxes"] or finding.get("heatmap_source") is not None
         )
-        if ref is not None and analysed:
+        key = finding.get("image_key")
+        if ref is not None and key and analysed:
             study_id, n = ref
-            stored = overlays.save(study_id, n, shown, finding.get("heatmap_source"))
+            stored = overlays.save(key, n, shown, finding.get("heatmap_source"))
             base = f"{url_prefix}/studies/{study_id}/images/{n}"
             shown.update(
                 study_id=study_id,

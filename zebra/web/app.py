@@ -20,6 +20,7 @@ from zebra.config import Settings, get_settings
 from zebra.errors import ZebraError
 from zebra.web.agent_adapter import AgentAdapter, AgentFactory, default_agent_factory
 from zebra.web.context import AppContext
+from zebra.web.deletion import private_dir
 from zebra.web.errors import RateLimitedError, ServerBusyError, StudyNotReadyError, WebError, status_for
 from zebra.web.inflight import UserInflight
 from zebra.web.middleware import SecurityMiddleware
@@ -27,7 +28,7 @@ from zebra.web.overlays import OverlayStore
 from zebra.web.proxy import ForwardedResolver, HostAllowList
 from zebra.web.ratelimit import LoginThrottle, PasswordCheckSlots
 from zebra.web.redact import mask_secrets
-from zebra.web.routes import auth, sessions, studies
+from zebra.web.routes import auth, sessions, studies, users
 from zebra.web.uploads import body_allowance
 
 log = logging.getLogger(__name__)
@@ -135,7 +136,9 @@ def create_app(
 
     settings = settings or get_settings()
     data_dir = Path(settings.data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    # Patient images, chats and the database live here: readable by the server's user only.
+    for folder in (data_dir, data_dir / "studies", data_dir / "web", data_dir / "web" / "incoming"):
+        private_dir(folder)
     store = store or Store.from_settings(settings)
     if migrate:
         store.upgrade()
@@ -152,7 +155,9 @@ def create_app(
         ),
         password_checks=password_checks
         or PasswordCheckSlots(settings.server.password_check_slots, settings.server.password_check_wait_s),
-        overlays=OverlayStore(data_dir / "web", search_roots=roots),
+        overlays=OverlayStore(
+            data_dir / "web", search_roots=roots, agent_heatmaps=data_dir / "web" / "agent-heatmaps"
+        ),
         salt=load_or_create_salt(data_dir),
         intake_timeout_s=intake_timeout_s,
         inflight=UserInflight(settings.server.max_inflight_per_user),
@@ -179,6 +184,7 @@ def create_app(
     app.include_router(auth.router)
     app.include_router(studies.router)
     app.include_router(sessions.router)
+    app.include_router(users.router)
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:

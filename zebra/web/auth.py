@@ -130,3 +130,12 @@ def revoke_token(store: Store, token_id: int) -> None:
     """Deletes a token row (sign-out)."""
     with store.session() as s:
         s.execute(delete(AuthToken).where(AuthToken.id == token_id))
+
+
+def revoke_user_tokens(store: Store, user_id: int, *, keep_token_id: int | None = None) -> int:
+    """Signs a user out everywhere (but the ``keep_token_id`` session); returns how many tokens went."""
+    with store.session() as s:
+        query = delete(AuthToken).where(AuthToken.user_id == user_id)
+        if keep_token_id is not None:
+            query = query.where(AuthToken.id != keep_token_id)
+        return int(s.execute(query).rowcount or 0)

@@ -122,6 +122,7 @@ def delete_session(ctx: AppContext, user_id: int, session_id: str) -> None:
 
 def _agent_images(ctx: AppContext, s: Any, study_id: int, focus: int | None) -> list[AgentImage]:
     images = study_images(s, study_id)
+    study_uid = s.get(store.Study, study_id).study_uid
     out = []
     for n in pick_indices(len(images), focus, ctx.images_per_question):
         out.append(
@@ -130,6 +131,7 @@ def _agent_images(ctx: AppContext, s: Any, study_id: int, focus: int | None) -> 
                 n=n,
                 pixels=load_display(ctx.data_dir, images[n]),
                 name=f"study-{study_id}-image-{n}",
+                study_uid=study_uid,
             )
         )
     return out

@@ -1,7 +1,9 @@
 """Per-image overlays from the agent's VLM output (heatmap PNG + finding JSON), and evidence thumbnails.
 
-Overlays live under ``<data_dir>/web/overlays/<study id>/<image n>/``: ``heatmap.png`` (RGBA, colour-mapped,
-alpha by strength, drawn over the viewer's image) and ``finding.json`` (boxes, score, caption). Thumbnails of
+Overlays live under ``<data_dir>/web/overlays/<study UID>/<image n>/``: ``heatmap.png`` (RGBA, colour-mapped,
+alpha by strength, drawn over the viewer's image) and ``finding.json`` (boxes, score, caption). They are keyed
+by the study's UID (unique per uploader), not its database id: a database reset reuses ids, and a stale
+overlay would then show one patient's heatmap over another's study. Folders are 0700, files 0600. Thumbnails of
 retrieved knowledge-base images live under ``<data_dir>/web/thumbs/<sha256>.png``; their names are
 unguessable hashes, and they show teaching-file images, never uploads.
 """
@@ -24,6 +26,7 @@ from zebra.fileio import atomic_write_bytes
 log = logging.getLogger(__name__)
 
 _THUMB_NAME = re.compile(r"^[0-9a-f]{64}$")
+_STUDY_KEY = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.\-]{0,127}$")
 _IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp"})
 THUMB_SIDE = 160
 
@@ -75,18 +78,44 @@ class OverlayStore:
     Args:
         root: ``<data_dir>/web``.
         search_roots: Folders relative evidence image paths are resolved against.
+        agent_heatmaps: Where the agent writes heatmap files (removed once copied); ``None``: none removed.
     """
 
-    def __init__(self, root: Path, search_roots: tuple[Path, ...] = ()) -> None:
+    def __init__(
+        self, root: Path, search_roots: tuple[Path, ...] = (), agent_heatmaps: Path | None = None
+    ) -> None:
         self.root = Path(root)
         self.search_roots = tuple(Path(p) for p in search_roots)
+        self.agent_heatmaps = Path(agent_heatmaps) if agent_heatmaps is not None else None
 
-    def _dir(self, study_id: int, n: int) -> Path:
-        return self.root / "overlays" / str(int(study_id)) / str(int(n))
+    def study_dir(self, study_uid: str) -> Path:
+        """The folder of a study's overlays.
 
-    def save(self, study_id: int, n: int, finding: dict[str, Any], heatmap: Any = None) -> dict[str, Any]:
-        """Caches one image's finding and heatmap (array, ``.npy`` or PNG path); returns the stored finding."""
-        folder = self._dir(study_id, n)
+        Raises:
+            ValueError: For a key that is not a UID (no path tricks reach the file system).
+        """
+        if not _STUDY_KEY.match(str(study_uid)) or ".." in str(study_uid):
+            raise ValueError("not a study UID")
+        return self.root / "overlays" / str(study_uid)
+
+    def _dir(self, study_uid: str, n: int) -> Path:
+        return self.study_dir(study_uid) / str(int(n))
+
+    def delete_study(self, study_uid: str) -> None:
+        """Removes every overlay of a study."""
+        import shutil
+
+        shutil.rmtree(self.study_dir(study_uid), ignore_errors=True)
+
+    def save(self, study_uid: str, n: int, finding: dict[str, Any], heatmap: Any = None) -> dict[str, Any]:
+        """Caches one image's finding and heatmap (array, ``.npy`` or PNG path); returns the stored finding.
+
+        A heatmap file the agent wrote under :attr:`agent_heatmaps` is removed once copied: the overlay is
+        then the only copy, and goes when the study is deleted.
+        """
+        folder = self._dir(study_uid, n)
+        for part in (self.root, self.root / "overlays", folder.parent, folder):
+            part.mkdir(mode=0o700, exist_ok=True)
         stored = dict(finding)
         stored["heatmap_kind"] = None
         png: tuple[bytes, str] | None = None
@@ -95,6 +124,7 @@ class OverlayStore:
                 png = heatmap_rgba(heatmap), "alpha"
             elif isinstance(heatmap, str | Path) and str(heatmap):
                 png = _read_heatmap_file(Path(heatmap))
+                self._discard_agent_file(Path(heatmap))
         except (OSError, ValueError) as exc:  # a bad heatmap file loses the overlay, not the answer
             log.warning("could not read a heatmap (%s)", type(exc).__name__)
         if png is not None:
@@ -105,16 +135,25 @@ class OverlayStore:
         atomic_write_bytes(folder / "finding.json", json.dumps(stored).encode())
         return stored
 
-    def finding(self, study_id: int, n: int) -> dict[str, Any] | None:
+    def _discard_agent_file(self, path: Path) -> None:
+        if self.agent_heatmaps is None:
+            return
+        try:
+            if path.resolve().is_relative_to(self.agent_heatmaps.resolve()):
+                path.unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("could not remove the agent's heatmap file (%s)", type(exc).__name__)
+
+    def finding(self, study_uid: str, n: int) -> dict[str, Any] | None:
         """The cached finding of an image, or ``None``."""
-        path = self._dir(study_id, n) / "finding.json"
+        path = self._dir(study_uid, n) / "finding.json"
         if not path.is_file():
             return None
         return json.loads(path.read_text())
 
-    def heatmap_path(self, study_id: int, n: int) -> Path | None:
+    def heatmap_path(self, study_uid: str, n: int) -> Path | None:
         """The cached heatmap PNG of an image, or ``None``."""
-        path = self._dir(study_id, n) / "heatmap.png"
+        path = self._dir(study_uid, n) / "heatmap.png"
         return path if path.is_file() else None
 
     def thumbnail(self, source: str | None) -> str | None:

@@ -89,3 +89,39 @@ class QuestionRequest(BaseModel):
 
 
 JSONDict = dict[str, Any]
+
+
+class AccountInfo(UserInfo):
+    """A user as administrators see it."""
+
+    is_active: bool
+    sessions: int = Field(description="Sign-in sessions not yet expired.")
+
+
+class UpdateUserRequest(BaseModel):
+    """What an administrator changes about a user; absent fields stay."""
+
+    is_active: bool | None = Field(default=None, description="false disables the user and signs them out.")
+    password: str | None = Field(
+        default=None, min_length=1, max_length=1024, description="A new password; signs them out everywhere."
+    )
+
+
+class ChangePasswordRequest(BaseModel):
+    """Your own new password; the current one is checked first."""
+
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=1, max_length=1024)
+
+
+class RevokedResponse(BaseModel):
+    """How many sign-in sessions were ended."""
+
+    revoked: int
+
+
+class StorageResponse(BaseModel):
+    """Your stored studies' size and your quota (``quota_bytes`` 0: none)."""
+
+    used_bytes: int
+    quota_bytes: int

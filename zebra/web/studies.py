@@ -182,6 +182,7 @@ def store_upload(
                 )
                 s.flush()
                 out = describe_study(s, row)
+            _make_study_private(data_dir, study.study_uid)
             out["warnings"] = list(study.warnings)
             out["role"] = role
             out["session_id"] = session_id
@@ -191,6 +192,16 @@ def store_upload(
             if attempt:
                 raise
     raise AssertionError("unreachable")
+
+
+def _make_study_private(data_dir: Path, study_uid: str) -> None:
+    """Folders 0700 and files 0600 for a stored study, whatever the process umask was."""
+    from zebra.web.deletion import make_private, study_folder
+
+    try:
+        make_private(study_folder(data_dir, study_uid))
+    except (OSError, ValueError) as exc:
+        log.warning("could not restrict the permissions of a stored study (%s)", type(exc).__name__)
 
 
 class _PixelCache:
@@ -218,8 +229,20 @@ class _PixelCache:
                     self._used -= old.nbytes
         return array
 
+    def forget(self, path: Path) -> None:
+        """Drops the cached pixels of ``path`` (its study was deleted)."""
+        target = Path(path).resolve()
+        with self._lock:
+            for key in [k for k in self._items if Path(k[0]).resolve() == target]:
+                self._used -= self._items.pop(key).nbytes
+
 
 _PIXELS = _PixelCache()
+
+
+def forget_pixels(path: Path) -> None:
+    """Drops the cached pixels of a stored ``.npy`` file."""
+    _PIXELS.forget(path)
 
 
 def render_png(data_dir: Path, image: store.Image, wc: float | None, ww: float | None) -> bytes | Path:

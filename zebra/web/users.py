@@ -1,4 +1,4 @@
-"""User accounts: creation and the first administrator of a fresh installation."""
+"""User accounts: creation, the first administrator, passwords, disabling, revoking sessions, deletion."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, select
 
-from store import Store, User
+from store import AuthToken, Store, User, utcnow
 from store.repo import get_user_by_username, record_audit
-from zebra.web.errors import BadRequestError
+from zebra.web.auth import revoke_user_tokens
+from zebra.web.errors import BadRequestError, ResourceNotFoundError
 from zebra.web.passwords import hash_password
 
 log = logging.getLogger(__name__)
@@ -107,3 +109,154 @@ def ensure_initial_admin(
     os.chmod(path, 0o600)
     log.info("created the first administrator %r with a generated password (see %s)", username, path)
     return InitialAdmin(username=username, password=password, password_file=path)
+
+
+@dataclass(frozen=True)
+class UserSummary:
+    """A user as administrators see it.
+
+    Attributes:
+        id: User id.
+        username: User name.
+        is_admin: Whether the user manages users.
+        is_active: Whether the user may sign in.
+        sessions: Sign-in sessions not yet expired.
+    """
+
+    id: int
+    username: str
+    is_admin: bool
+    is_active: bool
+    sessions: int
+
+
+def _user(s: Any, username: str) -> User:
+    user = get_user_by_username(s, username)
+    if user is None:
+        raise ResourceNotFoundError(f"No user {username!r}.", hint="List users with `zebra user list`.")
+    return user
+
+
+def list_users(store: Store) -> list[UserSummary]:
+    """Every user, by id, with their live sign-in sessions."""
+    now = utcnow()
+    with store.session() as s:
+        live = (
+            select(AuthToken.user_id, func.count().label("n"))
+            .where(AuthToken.expires_at > now)
+            .group_by(AuthToken.user_id)
+            .subquery()
+        )
+        rows = s.execute(select(User, live.c.n).outerjoin(live, live.c.user_id == User.id).order_by(User.id))
+        return [
+            UserSummary(u.id, u.username, bool(u.is_admin), bool(u.is_active), int(n or 0)) for u, n in rows
+        ]
+
+
+def set_password(
+    store: Store,
+    username: str,
+    password: str,
+    *,
+    actor_id: int | None = None,
+    keep_token_id: int | None = None,
+) -> int:
+    """Sets a user's password and signs them out everywhere (but ``keep_token_id``); returns the user id.
+
+    Raises:
+        ResourceNotFoundError: No such user.
+        BadRequestError: A password that is too short or too long.
+    """
+    password_hash = hash_password(password)
+    with store.session(immediate=True) as s:
+        user = _user(s, username)
+        user.password_hash = password_hash
+        user_id = user.id
+        record_audit(s, "user.password", user_id=actor_id, target_type="user", target_id=user_id)
+    revoked = revoke_user_tokens(store, user_id, keep_token_id=keep_token_id)
+    log.info("password of user %s changed; %d sessions revoked", user_id, revoked)
+    return user_id
+
+
+def _check_not_last_admin(s: Any, user: User) -> None:
+    if not user.is_admin:
+        return
+    admins = s.scalar(
+        select(func.count()).select_from(User).where(User.is_admin.is_(True), User.is_active.is_(True))
+    )
+    if int(admins or 0) <= 1 and user.is_active:
+        raise BadRequestError(
+            f"{user.username!r} is the last active administrator.",
+            hint="Make another administrator first (zebra user add NAME --admin).",
+        )
+
+
+def set_active(store: Store, username: str, active: bool, *, actor_id: int | None = None) -> int:
+    """Enables or disables a user; disabling also signs them out everywhere. Returns the user id.
+
+    Raises:
+        ResourceNotFoundError: No such user.
+        BadRequestError: Disabling the last active administrator.
+    """
+    with store.session(immediate=True) as s:
+        user = _user(s, username)
+        if not active:
+            _check_not_last_admin(s, user)
+        user.is_active = active
+        user_id = user.id
+        record_audit(
+            s,
+            "user.enable" if active else "user.disable",
+            user_id=actor_id,
+            target_type="user",
+            target_id=user_id,
+        )
+    if not active:
+        revoke_user_tokens(store, user_id)
+    return user_id
+
+
+def revoke_sessions(store: Store, username: str, *, actor_id: int | None = None) -> int:
+    """Signs a user out everywhere; returns how many sessions were revoked.
+
+    Raises:
+        ResourceNotFoundError: No such user.
+    """
+    with store.session(immediate=True) as s:
+        user_id = _user(s, username).id
+        record_audit(s, "user.revoke", user_id=actor_id, target_type="user", target_id=user_id)
+    return revoke_user_tokens(store, user_id)
+
+
+def delete_user(
+    store: Store, data_dir: Path, username: str, *, actor_id: int | None = None, overlays: Any = None
+) -> int:
+    """Deletes a user with their studies (files too), chat sessions and sign-in sessions; returns the id.
+
+    Raises:
+        ResourceNotFoundError: No such user.
+        BadRequestError: The last active administrator.
+    """
+    from zebra.web.deletion import delete_user_studies
+    from zebra.web.overlays import OverlayStore
+
+    overlays = overlays or OverlayStore(Path(data_dir) / "web")
+    with store.session() as s:
+        user = _user(s, username)
+        _check_not_last_admin(s, user)
+        user_id = user.id
+    studies = delete_user_studies(store, data_dir, overlays, user_id, actor_id=actor_id)
+    with store.session(immediate=True) as s:
+        user = s.get(User, user_id)
+        if user is not None:
+            s.delete(user)
+        record_audit(
+            s,
+            "user.delete",
+            user_id=actor_id,
+            target_type="user",
+            target_id=user_id,
+            details={"studies": studies},
+        )
+    log.info("deleted user %s and %d studies", user_id, studies)
+    return user_id

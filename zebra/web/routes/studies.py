@@ -16,7 +16,8 @@ from starlette.concurrency import run_in_threadpool
 
 from zebra.web.auth import AuthedUser
 from zebra.web.context import AppContext, current_user, get_context
-from zebra.web.errors import BadRequestError, ResourceNotFoundError
+from zebra.web.deletion import delete_study, storage_used
+from zebra.web.errors import BadRequestError, PayloadTooLargeError, ResourceNotFoundError
 from zebra.web.intake_worker import load_study_isolated
 from zebra.web.schemas import ErrorBody
 from zebra.web.studies import (
@@ -103,11 +104,14 @@ async def upload_study(
         # when session_id is a query parameter, else once the form field has arrived).
         in_progress.enter_context(ctx.pending_uploads.track(user.id, session_id))
         try:
+            quota_left = await _quota_left(ctx, user.id)
             files = dest / "files"
             files.mkdir(mode=0o700)
             received = await receive_upload(
                 request, files, max_bytes=limits.max_upload_bytes, max_files=limits.max_upload_files
             )
+            if quota_left is not None and received.total_bytes > quota_left:
+                raise _quota_error(ctx)
             if not session_id and received.fields.get("session_id"):
                 session_id = received.fields["session_id"]
                 in_progress.enter_context(ctx.pending_uploads.track(user.id, session_id))
@@ -116,6 +120,29 @@ async def upload_study(
             await run_in_threadpool(shutil.rmtree, dest, True)
     log.info("upload by user %s: study %s, %d images", user.id, out["id"], out["n_images"])
     return JSONResponse(out, status_code=201)
+
+
+async def _quota_left(ctx: AppContext, user_id: int) -> int | None:
+    """Bytes the user may still store (``None``: no quota).
+
+    Raises:
+        PayloadTooLargeError: The quota is used up already (nothing of the upload is read).
+    """
+    quota = ctx.settings.server.storage_quota_bytes
+    if quota <= 0:
+        return None
+    used = await run_in_threadpool(storage_used, ctx.store, ctx.data_dir, user_id)
+    if used >= quota:
+        raise _quota_error(ctx)
+    return quota - used
+
+
+def _quota_error(ctx: AppContext) -> PayloadTooLargeError:
+    quota_mib = ctx.settings.server.storage_quota_bytes / (1024 * 1024)
+    return PayloadTooLargeError(
+        f"Your storage quota ({quota_mib:.0f} MiB) would be exceeded by this upload.",
+        hint="Delete studies you no longer need, or ask the administrator to raise server.storage_quota_bytes.",
+    )
 
 
 async def _parse_and_store(
@@ -167,6 +194,25 @@ async def get_studies(request: Request, user: AuthedUser = Depends(current_user)
     return await run_in_threadpool(_list, get_context(request), user.id)
 
 
+@router.delete(
+    "/studies/{study_id}",
+    status_code=204,
+    summary="Delete one of your studies",
+    description=(
+        "Deletes the study with everything derived from it: its images and pixel files, overlays and heatmaps, "
+        "and the chat sessions about it (as current or prior study) with their messages. Cannot be undone."
+    ),
+)
+async def delete_study_route(
+    study_id: int, request: Request, user: AuthedUser = Depends(current_user)
+) -> Response:
+    ctx = get_context(request)
+    await run_in_threadpool(
+        delete_study, ctx.store, ctx.data_dir, ctx.overlays, study_id, owner_id=user.id, actor_id=user.id
+    )
+    return Response(status_code=204)
+
+
 @router.get("/studies/{study_id}", summary="Study metadata (series, images, de-identification record)")
 async def get_study(
     study_id: int, request: Request, user: AuthedUser = Depends(current_user)
@@ -207,7 +253,7 @@ async def get_image(
     user: AuthedUser = Depends(current_user),
 ) -> Response:
     result = await run_in_threadpool(_image_png, get_context(request), study_id, n, user.id, wc, ww)
-    headers = {"Cache-Control": "private, max-age=3600"}
+    headers = {"Cache-Control": "no-store"}
     if isinstance(result, Path):
         return FileResponse(result, media_type="image/png", headers=headers)
     return Response(result, media_type="image/png", headers=headers)
@@ -217,8 +263,8 @@ def _overlay(
     ctx: AppContext, study_id: int, n: int, user_id: int
 ) -> tuple[dict[str, Any] | None, Path | None]:
     with ctx.store.session() as s:
-        owned_study(s, study_id, user_id)
-    return ctx.overlays.finding(study_id, n), ctx.overlays.heatmap_path(study_id, n)
+        study_uid = owned_study(s, study_id, user_id).study_uid
+    return ctx.overlays.finding(study_uid, n), ctx.overlays.heatmap_path(study_uid, n)
 
 
 @router.get(
@@ -251,7 +297,7 @@ async def get_heatmap(
         raise ResourceNotFoundError(
             "No heatmap for this image yet.", hint="Ask a question about the study while this image is shown."
         )
-    return FileResponse(heatmap, media_type="image/png", headers={"Cache-Control": "private, no-cache"})
+    return FileResponse(heatmap, media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
 @router.get(
@@ -267,4 +313,4 @@ async def get_thumbnail(name: str, request: Request, user: AuthedUser = Depends(
         raise ResourceNotFoundError(
             "No such thumbnail.", hint="Use the thumbnail_url of an answer's evidence."
         )
-    return FileResponse(path, media_type="image/png", headers={"Cache-Control": "private, max-age=86400"})
+    return FileResponse(path, media_type="image/png", headers={"Cache-Control": "no-store"})
