@@ -2,7 +2,9 @@
 training images, never on the validation split.
 
 The network runs once per image and once on its mirror image; every candidate setting is then only a
-different decoding of the cached maps, so a grid costs seconds.
+different decoding of the cached maps, so a grid costs seconds. Settings are compared by per-image mAP under
+the ``coco`` protocol (:mod:`eval.metrics.localisation`: images with gold boxes, 101 points): the choice is
+about how well boxes fit lesions, so the images without a lesion are left out of it.
 """
 
 from __future__ import annotations
@@ -112,15 +114,18 @@ def choose_inference(
     for values in itertools.product(*(grid[n] for n in names)):
         settings = InferenceSettings(**dict(zip(names, values, strict=True)))
         preds = decoded_boxes(fused if settings.flip_tta else head.maps, head.letterboxes, settings)
-        row = {**settings.to_dict(), "map30": mean_image_ap(preds, head.golds, 0.3)}
-        row["map50"] = mean_image_ap(preds, head.golds, 0.5)
+        row = {**settings.to_dict(), "map30": mean_image_ap(preds, head.golds, 0.3, protocol="coco")}
+        row["map50"] = mean_image_ap(preds, head.golds, 0.5, protocol="coco")
         table.append(row)
         preds_of.append(preds)
     top = max(row["map50"] for row in table)
     tied = [i for i, row in enumerate(table) if row["map50"] >= top - 1e-9]
     if len(tied) > 1:
         for i in tied:
-            strict = [mean_image_ap(preds_of[i], head.golds, t) for t in np.arange(0.55, 0.96, 0.05)]
+            strict = [
+                mean_image_ap(preds_of[i], head.golds, t, protocol="coco")
+                for t in np.arange(0.55, 0.96, 0.05)
+            ]
             table[i]["map55_95"] = float(np.mean(strict))
     pick = max(tied, key=lambda i: (table[i].get("map55_95", 0.0), -i))
     best = InferenceSettings(**{n: table[pick][n] for n in InferenceSettings().to_dict()})
