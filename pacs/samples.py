@@ -94,3 +94,39 @@ def write_tree(studies: Sequence[Sequence[Dataset]], root: Path) -> Path:
         for i, ds in enumerate(study):
             ds.save_as(folder / f"{i:04d}.dcm", enforce_file_format=True)
     return root
+
+
+def wrap_picture(
+    path: Path, accession: str, *, patient_id: str = "ZEBRA-TEST", modality: str = "MR"
+) -> list[Dataset]:
+    """A real picture (PNG/JPEG, e.g. a slice of ``../shared/data/brain-tumor-mri``) wrapped as a one-image
+    DICOM study: a greyscale Secondary Capture with fresh UIDs and the given accession number."""
+    import highdicom as hd
+    import numpy as np
+    from PIL import Image
+    from pydicom.uid import generate_uid
+
+    with Image.open(path) as im:
+        pixels = np.asarray(im.convert("L"), dtype=np.uint8)
+    sc = hd.sc.SCImage(
+        pixel_array=np.ascontiguousarray(pixels),
+        photometric_interpretation="MONOCHROME2",
+        bits_allocated=8,
+        coordinate_system="PATIENT",
+        study_instance_uid=generate_uid(),
+        series_instance_uid=generate_uid(),
+        series_number=1,
+        sop_instance_uid=generate_uid(),
+        instance_number=1,
+        manufacturer="Zebra test data",
+        patient_id=patient_id,
+        patient_name="Test^Picture",
+        accession_number=accession,
+        study_id=accession[-16:],
+        study_date="20260120",
+        study_time="090000",
+        patient_orientation=("L", "P"),
+    )
+    sc.Modality = modality  # highdicom writes OT; the picture is an MR slice
+    sc.Laterality = ""
+    return [sc]

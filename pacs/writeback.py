@@ -106,7 +106,7 @@ def write_results(
                 analyser=analyser,
             )
             map_kind = "parametric-map"
-        except (ValueError, TypeError, AttributeError) as exc:
+        except (ValueError, TypeError, AttributeError, RuntimeError) as exc:  # highdicom refuses the geometry
             log.info("parametric map not possible for item %s (%s): secondary capture", item.log_id, exc)
     if map_ds is None and (heatmap is not None or getattr(analysis, "overlay_png", None) is not None):
         map_ds = results.build_secondary_capture(

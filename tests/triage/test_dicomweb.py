@@ -435,3 +435,35 @@ def test_server_lost_mid_run_gives_the_study_back_and_resume_finishes(
     assert len(pending) == 1 and "did not answer" in pending[0]["error"]
     summary = _run(loaded["query"], tmp_path / "o2", store, run_name="outage", resume=True)
     assert summary.complete and summary.counts["done"] == 3 and summary.counts["error"] == 0
+
+
+def test_real_picture_wrapped_as_dicom_round_trips(
+    pacs_env: dict[str, str], shared_data: Path, client: DicomwebClient, store: Any, tmp_path: Path
+) -> None:
+    from pacs.results import result_uid
+    from pacs.samples import wrap_picture
+
+    pictures = sorted((shared_data / "brain-tumor-mri" / "valid" / "images").glob("*.jpg"))[:2]
+    if not pictures:
+        pytest.skip("brain-tumour MRI pictures not found")
+    prefix = f"ZW{uuid.uuid4().hex[:8].upper()}"
+    studies = [wrap_picture(p, f"{prefix}{i:03d}") for i, p in enumerate(pictures)]
+    for study in studies:
+        client.store(study)
+    summary = _run(f"dicomweb:AccessionNumber={prefix}*", tmp_path / "out", store, run_name="pic")
+    assert summary.counts["done"] == len(studies) and summary.complete
+    from triage import queue
+
+    kinds = {i["result"]["pacs"]["map_kind"] for i in queue.items(store, summary.run_id)}
+    assert kinds <= {"parametric-map", "secondary-capture"} and kinds
+    for n, study in enumerate(studies):
+        uid = study[0].StudyInstanceUID
+        sr_uid = result_uid("pic", uid, "sr")
+        assert sr_uid in _uids(_instances(client, uid))
+        sr = client._client.retrieve_instance(uid, result_uid("pic", uid, "sr-series"), sr_uid)
+        _validate(sr, tmp_path / f"sr{n}.dcm")
+        assert _scoord_refs(sr) == {study[0].SOPInstanceUID}
+        mp = client._client.retrieve_instance(
+            uid, result_uid("pic", uid, "map-series"), result_uid("pic", uid, "map")
+        )
+        _validate(mp, tmp_path / f"map{n}.dcm", sr=False)
