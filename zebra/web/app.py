@@ -99,6 +99,14 @@ def _evidence_roots(settings: Settings) -> tuple[Path, ...]:
     return tuple(Path(p) for p in candidates if p is not None)
 
 
+def _allowed_hosts(settings: Settings) -> HostAllowList:
+    """``server.allowed_hosts``, plus the address the server listens on when it is one address."""
+    hosts = list(settings.server.allowed_hosts)
+    if settings.server.host not in ("", "0.0.0.0", "::"):
+        hosts.append(settings.server.host)
+    return HostAllowList.of(hosts)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -202,7 +210,7 @@ def create_app(
         max_body_bytes=max_body_bytes or server.max_body_bytes,
         max_upload_body_bytes=body_allowance(server.max_upload_bytes, server.max_upload_files),
         forwarded=ForwardedResolver.from_settings(server.trusted_proxies),
-        allowed_hosts=HostAllowList.of(server.allowed_hosts),
+        allowed_hosts=_allowed_hosts(settings),
         hsts_max_age_s=server.hsts_max_age_s,
     )
     return app
