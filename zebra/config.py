@@ -17,7 +17,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from zebra.errors import ConfigError
@@ -122,6 +122,14 @@ class DicomwebSettings(BaseModel):
     backoff_s: float = Field(default=1.0, ge=0.0)
     #: Store results (Comprehensive SR, Parametric Map) back to the server with STOW-RS.
     write_back: bool = False
+
+    @field_validator("verify_tls", mode="before")
+    @classmethod
+    def _tls_flag(cls, value: Any) -> Any:
+        # From the environment every value is text: "false" must switch verification off, not name a file.
+        if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.strip().lower() in ("true", "1", "yes")
+        return value
 
 
 class Settings(BaseSettings):

@@ -467,3 +467,21 @@ def test_real_picture_wrapped_as_dicom_round_trips(
             uid, result_uid("pic", uid, "map-series"), result_uid("pic", uid, "map")
         )
         _validate(mp, tmp_path / f"map{n}.dcm", sr=False)
+
+
+def test_settings_come_from_the_environment_and_hide_the_secrets(
+    zebra_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pacs.errors import DicomwebNotConfiguredError
+    from zebra.config import load_settings
+
+    with pytest.raises(DicomwebNotConfiguredError):
+        DicomwebClient.from_settings(load_settings())
+    monkeypatch.setenv("ZEBRA_DICOMWEB__URL", "https://pacs.example.org/dicom-web")
+    monkeypatch.setenv("ZEBRA_DICOMWEB__PASSWORD", "hunter2-secret")
+    monkeypatch.setenv("ZEBRA_DICOMWEB__VERIFY_TLS", "false")
+    settings = load_settings()
+    assert settings.dicomweb.verify_tls is False and settings.dicomweb.write_back is False
+    assert "hunter2-secret" not in repr(settings) and "hunter2-secret" not in repr(settings.dicomweb)
+    client = DicomwebClient.from_settings(settings)
+    assert "example.org" not in repr(client) and client.fetch_attempts == 3
