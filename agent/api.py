@@ -81,12 +81,12 @@ class Agent:
         history: str | None = None,
         captions: Sequence[str] = (),
         thread_id: str | None = None,
-        hidden_labels: Sequence[str] = (),
+        hidden: Any = None,
     ) -> tuple[Answer, dict[str, Any]]:
         """Like :meth:`ask`, also returning the final graph state.
 
-        ``hidden_labels``: diagnosis labels whose documents and images this run never sees (the "unseen
-        disease" evaluation, :class:`retrieval.hidden.HiddenSearcher`); other runs are unaffected.
+        ``hidden``: what this run never sees (the "unseen disease" evaluation): a
+        :class:`retrieval.hidden.Hidden` or diagnosis labels; other runs are unaffected.
         """
         thread_id = thread_id or uuid.uuid4().hex
         start = time.perf_counter()
@@ -94,12 +94,10 @@ class Agent:
         prior = load_inputs(priors, max_images=1, role="prior")
         load_s = time.perf_counter() - start
         resources: Any = self.resources
-        if hidden_labels:
+        if hidden:
             from retrieval.hidden import HiddenSearcher
 
-            resources = SearcherView(
-                self.resources, HiddenSearcher(self.resources.get_searcher(), hidden_labels)
-            )
+            resources = SearcherView(self.resources, HiddenSearcher(self.resources.get_searcher(), hidden))
         ctx = AgentContext(resources=resources, images=current, priors=prior, thread_id=thread_id)
         state = self.graph.invoke(
             {"question": question or "", "history": history or "", "captions": [c for c in captions if c]},
@@ -178,14 +176,14 @@ class Agent:
         records: Sequence[Any],
         dataset: Any | None,
         *,
-        hidden_labels: Sequence[str] = (),
+        hidden: Any = None,
     ) -> dict[str, Any]:
         """One case of the evaluation harness (``eval.predictors.Predictor`` protocol), as the keyword
         arguments of ``eval.predictors.CasePrediction``.
 
         Inputs are what the harness left in ``records`` (clinical history, captions) and the images of
         ``dataset`` (``None`` when images are withheld). Every case runs in a fresh session.
-        ``hidden_labels``: see :meth:`run`.
+        ``hidden``: see :meth:`run`.
         """
         histories = list(
             dict.fromkeys(r.clinical_history.strip() for r in records if r.clinical_history.strip())
@@ -206,7 +204,7 @@ class Agent:
             history="\n".join(histories),
             captions=captions,
             thread_id=f"eval-{case_id}-{uuid.uuid4().hex[:8]}",
-            hidden_labels=hidden_labels,
+            hidden=hidden,
         )
         return prediction_from(answer, state)
 

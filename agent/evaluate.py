@@ -44,7 +44,7 @@ from agent.anatomy import differential_regions
 from agent.api import Agent, prediction_from
 from agent.errors import AgentConfigError
 from retrieval.diagnosis import DiagnosisMatcher
-from retrieval.hidden import HiddenSearcher, diagnosis_labels
+from retrieval.hidden import Hidden, HiddenSearcher, diagnosis_labels, documents_of_cases
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +150,7 @@ def evaluate(
     matcher = DiagnosisMatcher()
     searcher = agent.resources.get_searcher()
     labels = diagnosis_labels(searcher) if unseen else []
+    linked = documents_of_cases(searcher) if unseen else {}
     talker = _with_memory(agent) if "dialogue" in settings else agent
     details = open(details_path, "w", encoding="utf-8") if details_path else None  # noqa: SIM115
     results: dict[str, Any] = {}
@@ -178,12 +179,20 @@ def evaluate(
                             images.append((name, load()))
                         except Exception as exc:  # an unreadable image costs only itself
                             log.warning("case %s: image %s unreadable: %s", case.case_id, name, exc)
-                hidden = [label for label in labels if matcher.same(label, case.gold)] if unseen else []
+                hidden = (
+                    Hidden(
+                        labels=tuple(label for label in labels if matcher.same(label, case.gold)),
+                        doc_ids=tuple(sorted(linked.get(case.case_id, ()))),
+                        case_ids=(case.case_id,),
+                    )
+                    if unseen
+                    else None
+                )
                 view = HiddenSearcher(searcher, hidden) if hidden else searcher
                 start = time.perf_counter()
                 runner = talker if setting == "dialogue" else agent
                 answer, state = runner.run(
-                    "", images=images, history=history, captions=captions, hidden_labels=hidden
+                    "", images=images, history=history, captions=captions, hidden=hidden
                 )
                 asked = [q.get("topic", "") for q in answer.questions] if setting == "dialogue" else []
                 reply = ""
@@ -198,7 +207,7 @@ def evaluate(
                             history=history,
                             captions=captions,
                             thread_id=answer.thread_id,
-                            hidden_labels=hidden,
+                            hidden=hidden,
                         )
                 seconds = time.perf_counter() - start
                 pred = prediction_from(answer, state)
@@ -222,7 +231,7 @@ def evaluate(
                     "replied": bool(reply),
                 }
                 if unseen:
-                    row["hidden"] = view.removed() if hidden else {"documents": 0, "chunks": 0, "images": 0}
+                    row["hidden"] = view.removed()
                 rows.append(row)
                 if details:
                     details.write(json.dumps(row) + "\n")

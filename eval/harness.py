@@ -155,7 +155,6 @@ def read_predictions(path: str | Path) -> list[dict[str, Any]]:
 def _unseen_hider(model: Predictor) -> Any:
     """The per-case hider of the "unseen disease" setting for a predictor that retrieves."""
     from eval.unseen import UnseenHider, searcher_of
-    from retrieval.hidden import diagnosis_labels
 
     searcher = searcher_of(model)
     if searcher is None or not getattr(model, "supports_hiding", False):
@@ -163,7 +162,7 @@ def _unseen_hider(model: Predictor) -> Any:
             f"The {getattr(model, 'name', 'given')} predictor does not retrieve, so --unseen cannot hide anything.",
             hint="Use --unseen with the agent or retrieval predictor.",
         )
-    return UnseenHider(diagnosis_labels(searcher)), searcher
+    return UnseenHider.for_searcher(searcher), searcher
 
 
 def unseen_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -190,12 +189,12 @@ def _predict_one(
     case_id: str,
     records: list[NovaRecord],
     view: NovaDataset | None,
-    hidden: tuple[list[str], dict[str, int]] | None = None,
+    hidden: tuple[Any, dict[str, int]] | None = None,
 ) -> dict[str, Any]:
     start = time.perf_counter()
     try:
         if hidden is not None:
-            pred = predictor.predict_case(case_id, records, view, hidden_labels=hidden[0])  # type: ignore[call-arg]
+            pred = predictor.predict_case(case_id, records, view, hidden=hidden[0])  # type: ignore[call-arg]
         else:
             pred = predictor.predict_case(case_id, records, view)
         if not isinstance(pred, CasePrediction):
@@ -214,13 +213,13 @@ def _predict_one(
         error = True
     row = {"case_id": case_id, **pred.to_dict(), "latency_s": round(time.perf_counter() - start, 6)}
     if hidden is not None:
-        row["unseen"] = {"hidden_labels": len(hidden[0]), **hidden[1]}
+        row["unseen"] = {"hidden_labels": len(hidden[0].labels), **hidden[1]}
     if error:
         row["error"] = True
     return row
 
 
-def _hidden_for(hider: Any, rows: list[NovaRecord]) -> tuple[list[str], dict[str, int]] | None:
+def _hidden_for(hider: Any, case_id: str, rows: list[NovaRecord]) -> tuple[Any, dict[str, int]] | None:
     """Labels to hide for one case (from its gold diagnosis, before redaction) and what that removes."""
     if hider is None:
         return None
@@ -228,8 +227,8 @@ def _hidden_for(hider: Any, rows: list[NovaRecord]) -> tuple[list[str], dict[str
 
     unseen, searcher = hider
     gold = list(dict.fromkeys(r.final_diagnosis for r in rows if r.final_diagnosis))
-    labels = unseen.hidden_for(gold)
-    return labels, removed_counts(searcher, labels)
+    hidden = unseen.hide(case_id, gold)
+    return hidden, removed_counts(searcher, hidden)
 
 
 def run_eval(
@@ -445,7 +444,7 @@ def _predict_all(
             for cid, rows in todo:
                 emit(
                     _predict_one(
-                        model, cid, [redact(r, inputs) for r in rows], view, _hidden_for(hider, rows)
+                        model, cid, [redact(r, inputs) for r in rows], view, _hidden_for(hider, cid, rows)
                     )
                 )
         else:
@@ -457,7 +456,7 @@ def _predict_all(
                         cid,
                         [redact(r, inputs) for r in rows],
                         view,
-                        _hidden_for(hider, rows),
+                        _hidden_for(hider, cid, rows),
                     )
                     for cid, rows in todo
                 ]

@@ -216,7 +216,7 @@ class AgentPredictor:
 
     name = "agent"
     tasks = frozenset(TASKS)
-    #: Accepts ``hidden_labels`` (the "unseen disease" setting, :mod:`eval.unseen`).
+    #: Accepts ``hidden`` (the "unseen disease" setting, :mod:`eval.unseen`).
     supports_hiding = True
 
     def __init__(self, agent: Any) -> None:
@@ -233,11 +233,9 @@ class AgentPredictor:
         records: list[NovaRecord],
         dataset: NovaDataset | None,
         *,
-        hidden_labels: Sequence[str] = (),
+        hidden: Any = None,
     ) -> CasePrediction:
-        return CasePrediction(
-            **self._agent.predict_case(case_id, records, dataset, hidden_labels=hidden_labels)
-        )
+        return CasePrediction(**self._agent.predict_case(case_id, records, dataset, hidden=hidden))
 
 
 @PREDICTORS.register(
@@ -291,7 +289,7 @@ class RetrievalPredictor:
     """
 
     name = "retrieval"
-    #: Accepts ``hidden_labels`` (the "unseen disease" setting, :mod:`eval.unseen`).
+    #: Accepts ``hidden`` (the "unseen disease" setting, :mod:`eval.unseen`).
     supports_hiding = True
 
     def __init__(
@@ -335,12 +333,12 @@ class RetrievalPredictor:
         records: list[NovaRecord],
         dataset: NovaDataset | None,
         *,
-        hidden_labels: Sequence[str] = (),
+        hidden: Any = None,
     ) -> CasePrediction:
         from retrieval.aggregate import aggregate_diagnoses
         from retrieval.hidden import HiddenSearcher
 
-        searcher = HiddenSearcher(self.searcher, hidden_labels) if hidden_labels else self.searcher
+        searcher = HiddenSearcher(self.searcher, hidden) if hidden else self.searcher
         history, captions = _case_text(records)
         query = "\n".join(part for part in (history, *captions) if part)
         out_captions = self._captions(records, dataset, searcher)

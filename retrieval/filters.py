@@ -11,6 +11,8 @@ several (any of them may match); ``None`` means no restriction. Matching is case
 - ``exclude_diagnoses``: rows whose diagnosis label equals one of these (case and spacing folded) are dropped;
   the "unseen disease" evaluation hides every document of the case's own disease this way
   (:class:`retrieval.hidden.HiddenSearcher`).
+- ``exclude_doc_ids`` / ``exclude_case_ids``: rows whose ``doc_id`` / ``case_id`` is one of these are dropped
+  (a case's own documents and images, whatever their label).
 
 The searcher applies filters by over-fetching: it asks the indexes for more candidates than needed and keeps the
 matching ones, growing the candidate pool until enough matches are found or the index is exhausted.
@@ -72,6 +74,8 @@ class Filters:
         kind: Document kind(s) (``"case_report"``, ``"disease_discussion"`` ...).
         has_diagnosis: Keep only rows with (``True``) or without (``False``) a diagnosis label.
         exclude_diagnoses: Diagnosis labels whose rows are dropped (exact labels, case and spacing folded).
+        exclude_doc_ids: Documents whose rows are dropped.
+        exclude_case_ids: Cases whose rows (images, with a ``case_id`` column) are dropped.
     """
 
     modality: str | tuple[str, ...] | None = None
@@ -80,6 +84,8 @@ class Filters:
     kind: str | tuple[str, ...] | None = None
     has_diagnosis: bool | None = None
     exclude_diagnoses: tuple[str, ...] | None = None
+    exclude_doc_ids: tuple[str, ...] | None = None
+    exclude_case_ids: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         for name in ("modality", "body_region", "source", "kind"):
@@ -88,6 +94,9 @@ class Filters:
         # sorted and folded: equal sets give equal (hashable) filters, so the mask caches hit
         folded = tuple(sorted({fold_label(v) for v in excluded})) if excluded else None
         object.__setattr__(self, "exclude_diagnoses", folded)
+        for name in ("exclude_doc_ids", "exclude_case_ids"):
+            ids = _as_tuple(getattr(self, name))
+            object.__setattr__(self, name, tuple(sorted(set(ids))) if ids else None)
 
     @property
     def active(self) -> bool:
@@ -136,6 +145,10 @@ class Filters:
         if self.exclude_diagnoses is not None and "diagnosis" in frame.columns:
             labels = frame["diagnosis"].fillna("").astype(str).map(fold_label)
             keep &= ~labels.isin(set(self.exclude_diagnoses)).to_numpy()
+        for name, column in (("exclude_doc_ids", "doc_id"), ("exclude_case_ids", "case_id")):
+            ids = getattr(self, name)
+            if ids is not None and column in frame.columns:
+                keep &= ~frame[column].fillna("").astype(str).isin(set(ids)).to_numpy()
         return keep
 
     def matches(self, row: dict[str, Any]) -> bool:

@@ -357,7 +357,7 @@ def test_hidden_labels_never_reach_the_agent(make_agent, bundle_doc_ids) -> None
     _, seen_state = agent.run("What is the diagnosis?", history=HISTORY)
     seen = {c["label"] for c in seen_state.get("candidates") or []}
     assert "Meningioma" in seen
-    answer, state = agent.run("What is the diagnosis?", history=HISTORY, hidden_labels=["meningioma"])
+    answer, state = agent.run("What is the diagnosis?", history=HISTORY, hidden=["meningioma"])
     hidden_ids = {d["id"] for d in DOCS if d["diagnosis"] == "Meningioma"}
     evidence = state.get("evidence") or []
     assert evidence, "the run still found other evidence"

@@ -81,3 +81,13 @@ def test_a_seen_run_cannot_be_resumed_as_unseen(synth: Path, synth_bundle: Path,
             report=False,
             n_resamples=20,
         )
+
+
+def test_hide_adds_the_case_s_linked_documents_and_images() -> None:
+    hider = UnseenHider(
+        ["Odontogenic keratocyst", "Dentigerous cyst"], linked={"MPX1472": {"medpix:topic/dentigerous"}}
+    )
+    hidden = hider.hide("MPX1472", "Odontogenic Keratocyst")
+    assert hidden.labels == ("Odontogenic keratocyst",)
+    assert hidden.doc_ids == ("medpix:topic/dentigerous",) and hidden.case_ids == ("MPX1472",)
+    assert hider.hide("OTHER", "x").doc_ids == ()

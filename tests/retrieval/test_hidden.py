@@ -55,3 +55,33 @@ def test_removed_counts(searcher) -> None:
 def test_other_attributes_are_delegated(searcher) -> None:
     view = HiddenSearcher(searcher, ["x"])
     assert view.bundle is searcher.bundle and view.chunks is searcher.chunks
+
+
+def test_documents_and_cases_are_hidden_whatever_their_label(searcher) -> None:
+    from retrieval.hidden import Hidden, documents_of_cases
+
+    doc = str(searcher.chunks["doc_id"].iloc[0])
+    query = str(searcher.chunks["text"].iloc[0])
+    assert doc in {h.doc_id for h in searcher.search_text(query, k=5)}
+    view = HiddenSearcher(searcher, Hidden(doc_ids=(doc,)))
+    assert doc not in {h.doc_id for h in view.search_text(query, k=5)}
+    assert view.removed()["documents"] == 1
+    assert not Hidden() and Hidden(case_ids=("x",))
+    linked = documents_of_cases(searcher)
+    assert all(isinstance(v, set) for v in linked.values())
+
+
+def test_documents_of_cases_reads_case_id_and_case_ids() -> None:
+    import pandas as pd
+
+    from retrieval.hidden import documents_of_cases
+
+    class _S:
+        chunks = pd.DataFrame(
+            {
+                "doc_id": ["d1", "d1", "d2", "d3"],
+                "meta": ['{"case_id": "C1"}', '{"case_id": "C1"}', {"case_ids": ["C1", "C2"]}, "not json"],
+            }
+        )
+
+    assert documents_of_cases(_S()) == {"C1": {"d1", "d2"}, "C2": {"d2"}}
