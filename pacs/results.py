@@ -324,8 +324,16 @@ def _qualitative(
     contains = "CONTAINS"
     container = ContainerContentItem(name=c["qualitative"], relationship_type=contains)
     items = []
+    evidence = {str(e.get("id")): e for e in result.get("evidence") or []}
+
+    def cite(cid: Any) -> str:
+        e = evidence.get(str(cid))
+        if not e or not e.get("doc_id"):
+            return str(cid)
+        return f"{cid} (document {e['doc_id']}" + (f": {e['title']})" if e.get("title") else ")")
+
     for rank, d in enumerate(result.get("differential") or [], start=1):
-        cited = ", ".join(str(x) for x in d.get("citations") or []) or "none"
+        cited = "; ".join(cite(x) for x in d.get("citations") or []) or "none"
         prob = d.get("probability")
         prob_text = f"{float(prob):.3f}" if prob is not None else "n/a"
         items.append(

@@ -380,7 +380,23 @@ def analysis_from_answer(answer: Any, state: dict[str, Any] | None = None) -> An
         text_support=text_support,
         overlay_png=overlay,
         notes=[str(n) for n in data.get("notes") or []],
+        evidence=cited_evidence(differential, data.get("citations") or []),
     )
+
+
+def cited_evidence(differential: list[dict[str, Any]], citations: list[Any]) -> list[dict[str, Any]]:
+    """``{"id", "doc_id", "title"}`` of every citation item the differential cites, in citation order."""
+    cited = list(dict.fromkeys(c for d in differential for c in d.get("citations") or []))
+    by_id = {str(_as_dict(c).get("id")): _as_dict(c) for c in citations}
+    return [
+        {
+            "id": cid,
+            "doc_id": None if by_id[cid].get("doc_id") is None else str(by_id[cid]["doc_id"]),
+            "title": None if by_id[cid].get("title") is None else str(by_id[cid]["title"])[:200],
+        }
+        for cid in cited
+        if cid in by_id
+    ]
 
 
 # ---------------------------------------------------------------------------------------------------- VLM only

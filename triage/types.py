@@ -69,6 +69,8 @@ class Analysis:
         overlay_png: A ready overlay PNG (when the analyser wrote one), used instead of ``heatmap``.
         analyser: Which analyser produced it (backend specs).
         notes: Things the reader should know (degraded inputs, fallbacks); never identifiers.
+        evidence: The evidence items the differential cites, ``{"id", "doc_id", "title"}`` (document ids of
+            the knowledge base, e.g. for the DICOM SR), in citation order.
     """
 
     differential: list[dict[str, Any]] = field(default_factory=list)
@@ -91,6 +93,7 @@ class Analysis:
     overlay_png: bytes | None = field(default=None, repr=False)
     analyser: str = ""
     notes: list[str] = field(default_factory=list)
+    evidence: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def top_probability(self) -> float | None:

@@ -118,6 +118,7 @@ def build_result(
         "item_key": item.item_key,
         "priority": prio,
         "differential": analysis.differential,
+        "evidence": analysis.evidence,
         "abstained": analysis.abstained,
         "abstain_reason": analysis.abstain_reason,
         "findings": {
