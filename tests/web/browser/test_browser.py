@@ -367,3 +367,66 @@ def test_ask_while_upload_fails_says_so_and_sends_nothing(
     expect(page.locator("#viewer-title")).to_have_text("No study loaded")
     expect(page.get_by_test_id("question-input")).to_have_value("What is the most likely diagnosis?")
     expect(page.get_by_test_id("ask-button")).to_be_enabled()
+
+
+def test_change_password_and_delete_study(page, live_server, web, tmp_path):
+    """Issue 15: the account dialog changes one's password and deletes a study with what derives from it."""
+    from playwright.sync_api import expect
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    new_password = "a much better passphrase"
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+
+    def sign_in(password: str) -> None:
+        page.get_by_test_id("login-username").fill("bob")
+        page.get_by_test_id("login-password").fill(password)
+        page.get_by_test_id("login-submit").click()
+
+    page.goto(live_server + "/")
+    sign_in(web.PASSWORD)
+    page.get_by_test_id("user-name").wait_for(state="visible")
+    scan = tmp_path / "scan.png"
+    scan.write_bytes(web.png_bytes(size=96, seed=7))
+    page.get_by_test_id("upload-current").set_input_files(str(scan))
+    expect(page.get_by_test_id("upload-status")).to_contain_text("loaded")
+    expect(page.get_by_test_id("delete-shown-study")).to_be_visible()
+
+    # The account dialog lists the study and the storage used.
+    page.get_by_test_id("account-button").click()
+    dialog = page.get_by_test_id("account-dialog")
+    expect(dialog).to_be_visible()
+    expect(page.get_by_test_id("study-item")).to_have_count(1)
+    expect(page.get_by_test_id("storage-status")).to_contain_text("quota used")
+    assert page.get_by_test_id("admin-section").is_hidden()  # bob is no administrator
+
+    # Change the password: a typo in the confirmation first, then for real.
+    page.get_by_test_id("pw-current").fill(web.PASSWORD)
+    page.get_by_test_id("pw-new").fill(new_password)
+    page.get_by_test_id("pw-confirm").fill(new_password + "x")
+    page.get_by_test_id("pw-submit").click()
+    expect(page.get_by_test_id("pw-status")).to_contain_text("do not match")
+    page.get_by_test_id("pw-confirm").fill(new_password)
+    page.get_by_test_id("pw-submit").click()
+    expect(page.get_by_test_id("pw-status")).to_contain_text("Password changed")
+    page.screenshot(path=str(SHOTS / "06-account-password.png"))
+
+    # Delete the study (confirmed in the browser's dialog): the list, the viewer and the sessions empty.
+    page.once("dialog", lambda d: d.accept())
+    page.get_by_test_id("delete-study").first.click()
+    expect(page.get_by_test_id("study-status")).to_contain_text("deleted")
+    expect(page.get_by_test_id("study-item")).to_have_count(0)
+    page.screenshot(path=str(SHOTS / "07-account-study-deleted.png"))
+    assert page.request.get(live_server + "/api/studies").json() == []
+    page.get_by_test_id("account-close").click()
+    expect(page.locator("#viewer-title")).to_have_text("No study loaded")
+    expect(page.get_by_test_id("delete-shown-study")).to_be_hidden()
+    expect(page.get_by_test_id("session-item")).to_have_count(0)
+
+    # The old password no longer signs in; the new one does.
+    page.get_by_test_id("signout").click()
+    sign_in(web.PASSWORD)
+    expect(page.get_by_test_id("login-error")).to_contain_text("Wrong user name or password")
+    sign_in(new_password)
+    expect(page.get_by_test_id("user-name")).to_have_text("bob")
+    assert not problems, problems

@@ -66,6 +66,8 @@ function showLogin() {
   $("login-view").hidden = false;
   $("user-name").hidden = true;
   $("signout").hidden = true;
+  $("account-button").hidden = true;
+  if ($("account-dialog").open) $("account-dialog").close();
   $("login-username").focus();
 }
 
@@ -76,6 +78,7 @@ async function showApp(user) {
   $("user-name").textContent = user.username;
   $("user-name").hidden = false;
   $("signout").hidden = false;
+  $("account-button").hidden = false;
   await refreshSessions();
 }
 
@@ -273,6 +276,7 @@ const viewer = { base: null, heat: null, token: 0, pending: false, again: false 
 function study() { return state.studies[state.showing]; }
 
 function setStudyButtons() {
+  $("delete-shown-study").hidden = !study();
   $("show-prior").disabled = !state.studies.prior;
   $("show-current").classList.toggle("active", state.showing === "current");
   $("show-prior").classList.toggle("active", state.showing === "prior");
@@ -742,11 +746,178 @@ async function onAsk(ev) {
   }
 }
 
+/* ---------- account: password, sessions, studies, users ---------- */
+
+function setText(id, text, kind = "") {
+  const el = $(id);
+  el.textContent = text;
+  if (el.classList.contains("status")) el.className = "status " + kind;
+}
+
+function mib(bytes) {
+  return bytes < 1048576 ? `${Math.ceil(bytes / 1024)} KiB` : `${(bytes / 1048576).toFixed(1)} MiB`;
+}
+
+async function openAccount() {
+  for (const id of ["pw-status", "study-status", "admin-status"]) setText(id, "");
+  $("account-dialog").showModal();
+  await refreshAccount();
+}
+
+async function refreshAccount() {
+  try {
+    const [storage, studies] = await Promise.all([api("GET", "/api/me/storage"), api("GET", "/api/studies")]);
+    setText("storage-status", storage.quota_bytes
+      ? `${mib(storage.used_bytes)} of your ${mib(storage.quota_bytes)} quota used.`
+      : `${mib(storage.used_bytes)} used.`);
+    const list = $("study-list");
+    list.replaceChildren();
+    for (const s of studies) {
+      const li = document.createElement("li");
+      li.setAttribute("data-testid", "study-item");
+      li.dataset.id = String(s.id);
+      const label = document.createElement("span");
+      label.textContent = `Study ${s.id}: ${s.modality || s.source_kind}, ${new Date(s.created_at).toLocaleString()}`;
+      const gap = document.createElement("span");
+      gap.className = "spacer";
+      const del = document.createElement("button");
+      del.type = "button";
+      del.className = "secondary danger";
+      del.setAttribute("data-testid", "delete-study");
+      del.textContent = "Delete";
+      del.addEventListener("click", () => deleteStudy(s.id));
+      li.append(label, gap, del);
+      list.append(li);
+    }
+    if (!studies.length) {
+      const li = document.createElement("li");
+      li.className = "muted";
+      li.textContent = "No studies stored.";
+      list.append(li);
+    }
+    $("admin-section").hidden = !(state.user && state.user.is_admin);
+    if (state.user && state.user.is_admin) await refreshUsers();
+  } catch (e) {
+    setText("study-status", errorText(e), "bad");
+  }
+}
+
+async function deleteStudy(id) {
+  if (!window.confirm(`Delete study ${id} with its images, overlays and the chat sessions about it? ` +
+    "This cannot be undone.")) return;
+  try {
+    await api("DELETE", `/api/studies/${id}`);
+    const shown = [state.studies.current, state.studies.prior].some((s) => s && s.id === id);
+    if (shown) resetSession();
+    setText("study-status", `Study ${id} deleted.`, "ok");
+    setStatus(`Study ${id} deleted.`, "ok");
+    await refreshSessions();
+    if ($("account-dialog").open) await refreshAccount();
+  } catch (e) {
+    setText("study-status", errorText(e), "bad");
+    setStatus(errorText(e), "bad");
+  }
+}
+
+async function onChangePassword(ev) {
+  ev.preventDefault();
+  const current = $("pw-current").value;
+  const next = $("pw-new").value;
+  if (next !== $("pw-confirm").value) {
+    setText("pw-status", "The new passwords do not match.", "bad");
+    return;
+  }
+  $("pw-submit").disabled = true;
+  try {
+    await api("POST", "/api/me/password", { current_password: current, new_password: next });
+    for (const id of ["pw-current", "pw-new", "pw-confirm"]) $(id).value = "";
+    setText("pw-status", "Password changed. Your other sessions were signed out.", "ok");
+  } catch (e) {
+    setText("pw-status", errorText(e), "bad");
+  } finally {
+    $("pw-submit").disabled = false;
+  }
+}
+
+async function onRevokeOthers() {
+  try {
+    const r = await api("POST", "/api/me/sessions/revoke");
+    setText("pw-status", `Signed out of ${r.revoked} other session(s).`, "ok");
+  } catch (e) {
+    setText("pw-status", errorText(e), "bad");
+  }
+}
+
+function userButton(label, testid, action) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.className = "secondary";
+  b.textContent = label;
+  b.setAttribute("data-testid", testid);
+  b.addEventListener("click", action);
+  return b;
+}
+
+async function adminAction(run, done) {
+  try {
+    await run();
+    setText("admin-status", done, "ok");
+  } catch (e) {
+    setText("admin-status", errorText(e), "bad");
+  }
+  await refreshUsers();
+}
+
+async function refreshUsers() {
+  const rows = $("user-rows");
+  const users = await api("GET", "/api/users");
+  rows.replaceChildren();
+  for (const u of users) {
+    const tr = document.createElement("tr");
+    tr.setAttribute("data-testid", "user-row");
+    tr.dataset.username = u.username;
+    const name = document.createElement("td");
+    name.textContent = u.username + (u.is_admin ? " (admin)" : "");
+    const status = document.createElement("td");
+    status.textContent = u.is_active ? "active" : "disabled";
+    const sessions = document.createElement("td");
+    sessions.textContent = String(u.sessions);
+    const actions = document.createElement("td");
+    const path = `/api/users/${encodeURIComponent(u.username)}`;
+    const self = state.user && u.username === state.user.username;
+    if (!self) {
+      actions.append(userButton(u.is_active ? "Disable" : "Enable", "user-toggle", () => adminAction(
+        () => api("PATCH", path, { is_active: !u.is_active }),
+        `${u.username} ${u.is_active ? "disabled and signed out" : "enabled"}.`)));
+    }
+    actions.append(userButton("Sign out", "user-revoke", () => adminAction(
+      () => api("POST", `${path}/revoke`), `${u.username} signed out everywhere.`)));
+    actions.append(userButton("Set password", "user-password", () => {
+      const pw = window.prompt(`New password for ${u.username} (at least 10 characters):`);
+      if (pw) adminAction(() => api("PATCH", path, { password: pw }), `Password of ${u.username} set.`);
+    }));
+    if (!self) {
+      actions.append(userButton("Delete", "user-delete", () => {
+        if (window.confirm(`Delete ${u.username} with all their studies and chats? This cannot be undone.`)) {
+          adminAction(() => api("DELETE", path), `${u.username} deleted.`);
+        }
+      }));
+    }
+    tr.append(name, status, sessions, actions);
+    rows.append(tr);
+  }
+}
+
 /* ---------- start ---------- */
 
 async function start() {
   $("login-form").addEventListener("submit", onLogin);
   $("signout").addEventListener("click", onSignOut);
+  $("account-button").addEventListener("click", openAccount);
+  $("account-close").addEventListener("click", () => $("account-dialog").close());
+  $("password-form").addEventListener("submit", onChangePassword);
+  $("revoke-others").addEventListener("click", onRevokeOthers);
+  $("delete-shown-study").addEventListener("click", () => { if (study()) deleteStudy(study().id); });
   $("new-session").addEventListener("click", () => { resetSession(); refreshSessions(); setStatus(""); });
   $("ask-form").addEventListener("submit", onAsk);
   $("question-input").addEventListener("keydown", (ev) => {
