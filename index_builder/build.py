@@ -8,7 +8,7 @@ import collections
 import datetime as _dt
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -40,8 +40,34 @@ def _now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
-def progress_bar(total: int, desc: str, enabled: bool) -> Any:
-    """A tqdm bar over ``total`` items, or a no-op context when disabled or empty."""
+#: ``show_progress`` of the builders: a tqdm bar (``True``), none (``False``), or a callback
+#: ``(stage, done, total)`` (the background build's status file, :mod:`zebra.kb_build`).
+Progress = bool | Callable[[str, int, int], None]
+
+
+class CallbackBar:
+    """A progress "bar" that reports ``(stage, done, total)`` to a callback instead of drawing."""
+
+    def __init__(self, total: int, desc: str, callback: Callable[[str, int, int], None]) -> None:
+        self.total, self.desc, self.callback, self.n = total, desc, callback, 0
+        callback(desc, 0, total)
+
+    def update(self, n: int = 1) -> None:
+        self.n = min(self.total, self.n + n)
+        self.callback(self.desc, self.n, self.total)
+
+    def __enter__(self) -> CallbackBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def progress_bar(total: int, desc: str, enabled: Progress) -> Any:
+    """A tqdm bar over ``total`` items, a :class:`CallbackBar` when ``enabled`` is a callback, or a no-op
+    context when disabled or empty."""
+    if callable(enabled) and total:
+        return CallbackBar(total, desc, enabled)
     if not enabled or total == 0:
         return nullcontext(None)
     from tqdm.auto import tqdm
@@ -74,7 +100,7 @@ def _embed_new_documents(
     first_id: int,
     *,
     batch_size: int,
-    show_progress: bool,
+    show_progress: Progress,
 ) -> tuple[pa.Table, pa.Table, np.ndarray, np.ndarray]:
     """Chunks and embeds ``docs``: ``(documents table, chunks table, vectors, vector ids)``."""
     chunked = chunk_documents(docs, embedder, config)
@@ -90,7 +116,7 @@ def _embed_new_documents(
 
 
 def _embed_new_images(
-    items: Sequence[ImageItem], embedder: Any, first_id: int, *, show_progress: bool
+    items: Sequence[ImageItem], embedder: Any, first_id: int, *, show_progress: Progress
 ) -> tuple[pa.Table, np.ndarray, np.ndarray, int]:
     with progress_bar(len(items), "embedding images", show_progress) as bar:
         kept, vectors, skipped = embed_images(items, embedder, progress=bar)
@@ -176,7 +202,7 @@ def build_bundle(
     store: Any = None,
     chunking: ChunkingConfig | None = None,
     split: str | None = None,
-    show_progress: bool = False,
+    show_progress: Progress = False,
 ) -> Manifest:
     """Builds a bundle at ``out`` from ``sources``, replacing any bundle there atomically.
 
@@ -192,7 +218,7 @@ def build_bundle(
         store: A ``store.Store`` to register documents and chunks in (optional).
         chunking: Chunk size/overlap (default 200/40 tokens).
         split: ``train``/``dev``/``all`` for sources that take a split and did not set one.
-        show_progress: Show tqdm progress bars.
+        show_progress: Show tqdm progress bars, or report ``(stage, done, total)`` to this callback.
 
     Returns:
         The manifest written.
@@ -322,7 +348,7 @@ def add_to_bundle(
     batch_size: int = DEFAULT_BATCH_SIZE,
     split: str | None = None,
     store: Any = None,
-    show_progress: bool = False,
+    show_progress: Progress = False,
 ) -> Manifest:
     """Adds (or replaces, by id) the documents and images of ``sources`` in an existing bundle.
 
@@ -386,7 +412,11 @@ def add_to_bundle(
 
 
 def _add_images(
-    parts: BundleParts, manifest: Manifest, items: list[ImageItem], image_embedder: str, show_progress: bool
+    parts: BundleParts,
+    manifest: Manifest,
+    items: list[ImageItem],
+    image_embedder: str,
+    show_progress: Progress,
 ) -> int:
     info = manifest.get("image_embedder") or {}
     iemb = create_image_embedder(info.get("spec") or image_embedder)

@@ -20,6 +20,7 @@ from index_builder import faiss_factory
 from index_builder.atomic import BundleWriter, bundle_lock, recover
 from index_builder.build import (
     Manifest,
+    Progress,
     describe_image_embedder,
     load_parts,
     progress_bar,
@@ -60,7 +61,7 @@ def _items(images: Any) -> list[ImageItem]:
 
 
 def reembed_images(
-    path: str | Path, *, image_embedder: str | None = None, show_progress: bool = False
+    path: str | Path, *, image_embedder: str | None = None, show_progress: Progress = False
 ) -> Manifest:
     """Re-embeds every image of the bundle at ``path`` (same ids, same FAISS factory) and its cross-modal
     vectors with ``image_embedder`` (default: the spec the bundle records), atomically.

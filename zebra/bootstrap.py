@@ -83,8 +83,39 @@ def stale_reason(manifest: dict) -> str | None:
     return None
 
 
-def setup(settings: Settings, *, rebuild: bool = False, show_progress: bool = True) -> SetupReport:
+def bundle_needs_work(settings: Settings) -> str | None:
+    """Why ``zebra setup`` would build or re-embed the default bundle (``None`` when it would keep it).
+
+    Cheap (the manifest and the built-in encoder's checksum, not every file's): the server asks at start.
+    """
+    import json
+
+    manifest_path = settings.bundle_dir / "manifest.json"
+    if not manifest_path.is_file():
+        return "no default bundle"
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return f"unreadable manifest ({exc})"
+    return stale_reason(manifest)
+
+
+def setup(
+    settings: Settings,
+    *,
+    rebuild: bool = False,
+    show_progress: Any = True,
+    knowledge_base: bool = True,
+) -> SetupReport:
     """Prepares everything the main job needs; rebuilds the default bundle only when missing or invalid.
+
+    Args:
+        settings: The settings.
+        rebuild: Rebuild the default bundle even when it verifies.
+        show_progress: Progress bars (``True``), none, or a ``(stage, done, total)`` callback
+            (:class:`zebra.kb_build.StatusWriter`).
+        knowledge_base: ``False`` prepares the data directory and the database only (``zebra setup
+            --background`` then builds the knowledge base in another process).
 
     Raises:
         ZebraError: When the database cannot be reached or no knowledge source exists.
@@ -107,6 +138,10 @@ def setup(settings: Settings, *, rebuild: bool = False, show_progress: bool = Tr
     )
     out = settings.bundle_dir
     report.bundle = str(out)
+    if not knowledge_base:
+        report.bundle_action = "left to the background build"
+        report.seconds = round(time.perf_counter() - t0, 2)
+        return report
     sources = default_sources(settings)
     report.sources = sources
     if not rebuild and (out / "manifest.json").is_file():

@@ -8,6 +8,7 @@ import logging
 import typer
 
 from zebra.cli.app import app
+from zebra.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,13 @@ def show_config() -> None:
 @app.command()
 def setup(
     rebuild: bool = typer.Option(False, help="Rebuild the default knowledge base even when it verifies."),
+    background: bool = typer.Option(
+        False,
+        "--background",
+        help="Prepare the database now and build a missing knowledge base in a background process "
+        "(progress: `zebra setup --status`, the page, <data_dir>/kb-build.log).",
+    ),
+    status: bool = typer.Option(False, "--status", help="Print the knowledge base's build status and exit."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Prepare the data directory, the database and the default knowledge base (idempotent)."""
@@ -42,8 +50,21 @@ def setup(
 
     from zebra.bootstrap import setup as run_setup
     from zebra.config import get_settings
+    from zebra.kb_build import read_status, start_background_build
 
-    report = run_setup(get_settings(), rebuild=rebuild, show_progress=not json_out)
+    settings = get_settings()
+    if status:
+        current = read_status(settings)
+        typer.echo(json.dumps(current.to_dict(), indent=2) if json_out else current.message())
+        return
+    if background and rebuild:
+        raise ConfigError(
+            "--background does not rebuild a bundle that verifies.", hint="Use --rebuild alone."
+        )
+    report = run_setup(settings, rebuild=rebuild, show_progress=not json_out, knowledge_base=not background)
+    if background:
+        started = start_background_build(settings)
+        report.bundle_action = started.message()
     if json_out:
         typer.echo(json.dumps(asdict(report), indent=2))
         return
