@@ -85,6 +85,12 @@ def test_direct_tls_sets_secure_cookies_and_hsts(make_app, users, web):
         assert r.status_code == 200
         assert any(h.startswith("__Host-zebra_session=") and "Secure" in h for h in _set_cookies(r))
         assert "max-age=" in r.headers["strict-transport-security"]
+        c.headers["X-CSRF-Token"] = r.json()["csrf_token"]
+        assert c.get("/api/me").status_code == 200  # the __Host- cookie authenticates over TLS
+        out = c.post("/api/auth/logout")
+        assert out.status_code == 204
+        cleared = [h for h in _set_cookies(out) if h.startswith("__Host-zebra_session=")]
+        assert cleared and "Secure" in cleared[0] and 'zebra_session=""' in cleared[0]
 
 
 def test_unknown_host_gets_400(make_app, users, web):

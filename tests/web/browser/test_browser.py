@@ -430,3 +430,39 @@ def test_change_password_and_delete_study(page, live_server, web, tmp_path):
     sign_in(new_password)
     expect(page.get_by_test_id("user-name")).to_have_text("bob")
     assert not problems, problems
+
+
+def test_administrator_manages_users_in_the_page(page, live_server, web):
+    """Issue 15: an administrator disables, re-enables and signs out a user from the account dialog."""
+    import httpx
+    from playwright.sync_api import expect
+
+    def bob_signs_in() -> int:
+        body = {"username": "bob", "password": web.PASSWORD}
+        return httpx.post(live_server + "/api/auth/login", json=body, timeout=30).status_code
+
+    page.goto(live_server + "/")
+    page.get_by_test_id("login-username").fill("alice")
+    page.get_by_test_id("login-password").fill(web.PASSWORD)
+    page.get_by_test_id("login-submit").click()
+    page.get_by_test_id("account-button").click()
+    admin = page.get_by_test_id("admin-section")
+    expect(admin).to_be_visible()
+    bob = page.locator("[data-testid=user-row][data-username=bob]")
+    expect(bob).to_contain_text("active")
+    # No disabling or deleting oneself from the page.
+    alice = page.locator("[data-testid=user-row][data-username=alice]")
+    expect(alice.get_by_test_id("user-toggle")).to_have_count(0)
+    expect(alice.get_by_test_id("user-delete")).to_have_count(0)
+
+    bob.get_by_test_id("user-toggle").click()
+    expect(page.get_by_test_id("admin-status")).to_contain_text("bob disabled")
+    expect(bob).to_contain_text("disabled")
+    assert bob_signs_in() == 401
+    page.screenshot(path=str(SHOTS / "08-account-users.png"))
+    bob.get_by_test_id("user-toggle").click()
+    expect(bob).to_contain_text("active")
+    assert bob_signs_in() == 200
+    expect(bob.locator("td").nth(2)).to_have_text("0")  # the dialog's list is from before that sign-in
+    bob.get_by_test_id("user-revoke").click()
+    expect(page.get_by_test_id("admin-status")).to_contain_text("bob signed out everywhere")
