@@ -86,6 +86,19 @@ def test_cli_passwd_disable_enable_revoke_delete(cli, app, users, web, monkeypat
     assert "last active administrator" in capsys.readouterr().err
 
 
+def test_rotating_the_generated_admin_password_removes_its_file(cli, zebra_env, capsys):
+    from store import Store
+    from zebra.web.users import INITIAL_PASSWORD_FILE, ensure_initial_admin
+
+    store = Store(f"sqlite:///{zebra_env / 'zebra.db'}")
+    store.upgrade()
+    admin = ensure_initial_admin(store, zebra_env, environ={})
+    assert admin is not None and (zebra_env / INITIAL_PASSWORD_FILE).is_file()
+    cli.main(["user", "passwd", "admin", "--generate"])
+    new = capsys.readouterr().out.split("(shown once): ")[1].strip()
+    assert new != admin.password and not (zebra_env / INITIAL_PASSWORD_FILE).exists()
+
+
 # --- API: administrators ----------------------------------------------------------------------------------
 
 

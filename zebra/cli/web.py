@@ -92,7 +92,9 @@ def user_passwd_cmd(
         password = os.environ.get("ZEBRA_ADMIN_PASSWORD") or typer.prompt(
             f"New password for {name}", hide_input=True, confirmation_prompt=True
         )
-    set_password(_user_store(), name, password)
+    from zebra.config import get_settings
+
+    set_password(_user_store(), name, password, data_dir=get_settings().data_dir)
     typer.echo(f"Password of {name!r} changed; their sessions were signed out.")
     if generate:
         typer.echo(f"New password (shown once): {password}")

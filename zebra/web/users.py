@@ -16,7 +16,7 @@ from store import AuthToken, Store, User, utcnow
 from store.repo import get_user_by_username, record_audit
 from zebra.web.auth import revoke_user_tokens
 from zebra.web.errors import BadRequestError, ResourceNotFoundError
-from zebra.web.passwords import hash_password
+from zebra.web.passwords import hash_password, verify_password
 
 log = logging.getLogger(__name__)
 
@@ -160,8 +160,12 @@ def set_password(
     *,
     actor_id: int | None = None,
     keep_token_id: int | None = None,
+    data_dir: Path | None = None,
 ) -> int:
     """Sets a user's password and signs them out everywhere (but ``keep_token_id``); returns the user id.
+
+    With ``data_dir``, the generated first-administrator password file is removed when it held this user's
+    old password (a stale secret left on disk otherwise).
 
     Raises:
         ResourceNotFoundError: No such user.
@@ -170,12 +174,25 @@ def set_password(
     password_hash = hash_password(password)
     with store.session(immediate=True) as s:
         user = _user(s, username)
+        old_hash = user.password_hash
         user.password_hash = password_hash
         user_id = user.id
         record_audit(s, "user.password", user_id=actor_id, target_type="user", target_id=user_id)
+    if data_dir is not None:
+        _drop_stale_initial_password(Path(data_dir), old_hash)
     revoked = revoke_user_tokens(store, user_id, keep_token_id=keep_token_id)
     log.info("password of user %s changed; %d sessions revoked", user_id, revoked)
     return user_id
+
+
+def _drop_stale_initial_password(data_dir: Path, old_hash: str) -> None:
+    path = data_dir / INITIAL_PASSWORD_FILE
+    try:
+        if path.is_file() and verify_password(old_hash, path.read_text().strip()):
+            path.unlink()
+            log.info("removed %s: it held a password that was just changed", path)
+    except OSError as exc:
+        log.warning("could not remove the stale initial password file (%s)", type(exc).__name__)
 
 
 def _check_not_last_admin(s: Any, user: User) -> None:

@@ -91,6 +91,7 @@ async def change_my_password(
         body.new_password,
         actor_id=user.id,
         keep_token_id=user.token_id,
+        data_dir=ctx.data_dir,
     )
     return Response(status_code=204)
 
@@ -146,7 +147,9 @@ async def patch_user(
     if body.is_active is False:
         _not_self(user, username, "disable")
     if body.password is not None:
-        await run_in_threadpool(set_password, ctx.store, username, body.password, actor_id=user.id)
+        await run_in_threadpool(
+            set_password, ctx.store, username, body.password, actor_id=user.id, data_dir=ctx.data_dir
+        )
     if body.is_active is not None:
         await run_in_threadpool(set_active, ctx.store, username, body.is_active, actor_id=user.id)
     return await run_in_threadpool(_account, ctx, username)
