@@ -72,6 +72,28 @@ class Resources:
     vlm_error: str | None = None
     _vlm_tried: bool = False
 
+    def knowledge_base_pending(self) -> str | None:
+        """Progress in words while the default knowledge base is being built (or why it is missing), else
+        ``None``.
+
+        Only the settings' default bundle is awaited (``zebra setup --background`` / ``zebra serve`` build it,
+        :mod:`zebra.kb_build`); another configured bundle that does not exist is an error of
+        :meth:`get_searcher`. Once the bundle is published the next question opens it: no restart.
+        """
+        if self.searcher is not None:
+            return None
+        from zebra.config import get_settings
+
+        settings = get_settings()
+        bundle = Path(self.config.bundle).expanduser() if self.config.bundle else settings.bundle_dir
+        if (
+            bundle / "manifest.json"
+        ).is_file() or bundle.resolve() != settings.bundle_dir.expanduser().resolve():
+            return None
+        from zebra.kb_build import read_status
+
+        return read_status(settings).progress_words()
+
     def get_searcher(self) -> Any:
         """The searcher over the configured bundle."""
         if self.searcher is None:

@@ -60,6 +60,8 @@ class AgentState(TypedDict, total=False):
     gate: dict[str, Any]
     abstained: bool
     abstain_reason: str | None
+    #: Set by ``retrieve`` while the default knowledge base is still being built (its progress, in words).
+    kb_pending: str | None
 
     findings: list[dict[str, Any]]
     change: dict[str, Any] | None

@@ -88,6 +88,15 @@ class KbStatus:
             return text + f" ({self.stage})." if self.stage else text + "."
         return "Knowledge base: not built" + (f" ({self.error})." if self.error else ".")
 
+    def progress_words(self) -> str:
+        """For an answer: ``"it is being built (43 %, about 6 min left)"`` or why it is missing."""
+        if self.state == "building":
+            left = f", about {max(1, round(self.eta_s / 60))} min left" if self.eta_s is not None else ""
+            return f"it is being built ({self.fraction * 100:.0f} %{left})"
+        if self.state == "ready":
+            return "it is ready"
+        return "it has not been built" + (f" ({self.error})" if self.error else "") + "; run `zebra setup`"
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, with the message."""
         return {**asdict(self), "ready": self.ready, "message": self.message()}

@@ -65,6 +65,7 @@ def intake(state: AgentState, ctx: AgentContext, cfg: Configuration) -> dict[str
         "followup": (not new_case) and previous,
         "abstained": False,
         "abstain_reason": None,
+        "kb_pending": None,
         "literature": [],
         "answer": {},
         "questions": [],

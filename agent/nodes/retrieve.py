@@ -33,6 +33,14 @@ def retrieve(state: AgentState, ctx: AgentContext, cfg: Configuration) -> dict[s
     images = [ctx.images[i][1] for i in image_indices if i < len(ctx.images)]
     if not text_queries and not images:
         return {"evidence": [], "image_evidence": []}
+    pending = ctx.resources.knowledge_base_pending()
+    if pending is not None:
+        return {
+            "evidence": [],
+            "image_evidence": [],
+            "kb_pending": pending,
+            "notes": [note(state, "retrieve", f"The knowledge base is not ready: {pending}.")],
+        }
     searcher = ctx.resources.get_searcher()
     _embed_queries_once(searcher, [q["text"] for q in text_queries], cfg.search_mode)
     if len(images) > 1:
@@ -92,6 +100,12 @@ def literature(state: AgentState, ctx: AgentContext, cfg: Configuration) -> dict
         return {
             "literature": [],
             "notes": [note(state, "literature", "No condition named, and no earlier diagnosis to look up.")],
+        }
+    pending = ctx.resources.knowledge_base_pending()
+    if pending is not None:
+        return {
+            "literature": [],
+            "notes": [note(state, "literature", f"The knowledge base is not ready: {pending}.")],
         }
     searcher = ctx.resources.get_searcher()
     hits = searcher.search_text(

@@ -93,6 +93,11 @@ def verify(state: AgentState, ctx: AgentContext, cfg: Configuration) -> dict[str
             why = "no proposed diagnosis cited existing evidence"
         if not state.get("evidence") and not state.get("image_evidence"):
             why = "no evidence was retrieved"
+            if state.get("kb_pending"):
+                why = (
+                    f"the knowledge base a differential needs is not ready yet: {state['kb_pending']}; what the "
+                    "image shows does not need it, and a question asked again when it is ready gets a differential"
+                )
         update.update(abstained=True, abstain_reason=f"I cannot propose a diagnosis: {why}.")
         verification.update(abstained=True, abstain_reason=update["abstain_reason"])
         return update
