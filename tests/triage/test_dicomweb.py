@@ -544,3 +544,20 @@ def test_sr_cites_document_ids_and_passes_the_validators(tmp_path: Path) -> None
     )
     _validate(sr, tmp_path / "sr.dcm")
     _validate(pm, tmp_path / "pm.dcm", sr=False)
+
+
+def test_bench_compares_dicomweb_with_files_on_the_same_studies(
+    pacs_env: dict[str, str], tmp_path: Path
+) -> None:
+    from triage.bench import bench_dicomweb
+
+    report = bench_dicomweb(
+        n=3, workers=[1], analyser=AnalyserSpec(analyser="fake"), slices=2, work_dir=tmp_path
+    )
+    (entry,) = report["results"]
+    assert entry["files"]["done"] == entry["dicomweb"]["done"] == 3
+    assert entry["files"]["errors"] == entry["dicomweb"]["errors"] == 0
+    assert entry["ratio"] == pytest.approx(
+        entry["dicomweb"]["studies_per_minute"] / entry["files"]["studies_per_minute"], rel=0.01
+    )
+    assert report["analyser"] == "fake" and report["accession_prefix"].startswith("ZB")
