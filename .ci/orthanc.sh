@@ -65,7 +65,8 @@ orthanc_stop() {
   local pid
   [ -f "$ORTHANC_DIR/pid" ] || return 0
   pid=$(cat "$ORTHANC_DIR/pid")
-  if kill -0 "$pid" 2>/dev/null; then
+  # Only the Orthanc this script started: a stale pid file must not stop whatever reuses that pid.
+  if kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "Orthanc.*$ORTHANC_DIR"; then
     kill "$pid" 2>/dev/null || true
     for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
     kill -9 "$pid" 2>/dev/null || true
