@@ -17,9 +17,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## Set everything up, prepare the default knowledge base and models, start the main job.
+## Set everything up and start the main job at once; the default knowledge base builds in the background
+## (progress on the page and in `zebra setup --status`; questions wait for it, image findings do not).
 run: $(STAMP)
-	$(BIN)/zebra setup
+	$(BIN)/zebra setup --background
 	$(BIN)/zebra serve --host $(HOST) --port $(PORT)
 
 ## Run the whole test suite (PostgreSQL tests run when ZEBRA_TEST_PG_URL is set; .ci/run sets it).

@@ -46,16 +46,28 @@ def test_user_add_prompts_for_password(cli, monkeypatch, web):
 def test_serve_creates_first_admin_once(cli, zebra_env, monkeypatch, capsys):
     import uvicorn
 
-    started = []
+    import zebra.kb_build
+    from zebra.kb_build import KbStatus
+
+    started, builds = [], []
     monkeypatch.delenv("ZEBRA_ADMIN_PASSWORD", raising=False)
     monkeypatch.delenv("ZEBRA_ADMIN_USER", raising=False)
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: started.append((app, kw)))
+    # the background build is started (not run here: it would build the real default knowledge base)
+    monkeypatch.setattr(
+        zebra.kb_build,
+        "start_background_build",
+        lambda settings: builds.append(settings) or KbStatus(state="building", fraction=0.1, eta_s=600),
+    )
     cli.main(["serve", "--port", "8765"])
     out = capsys.readouterr().out
     password = (zebra_env / "secret" / "initial_admin_password").read_text().strip()
     assert f"password: {password}" in out and "Zebra is running on http://127.0.0.1:8765" in out
     assert stat.S_IMODE(os.stat(zebra_env / "secret" / "initial_admin_password").st_mode) == 0o600
     assert started and started[0][1]["host"] == "127.0.0.1" and started[0][1]["port"] == 8765
+    assert len(builds) == 1 and "Knowledge base: 10 %, about 10 min left." in out and "kb-build.log" in out
+    cli.main(["serve", "--no-build-kb"])
+    assert len(builds) == 1
     cli.main(["serve"])
     assert "password" not in capsys.readouterr().out  # printed once only
     cli.main(["serve", "--host", "0.0.0.0"])

@@ -22,6 +22,11 @@ def serve_cmd(
         None, "--host", help="Address to listen on (default: server.host, 127.0.0.1)."
     ),
     port: int | None = typer.Option(None, "--port", help="TCP port (default: server.port, 8000)."),
+    build_kb: bool = typer.Option(
+        True,
+        "--build-kb/--no-build-kb",
+        help="Build a missing default knowledge base in the background while serving (progress on the page).",
+    ),
 ) -> None:
     """Start the web app for radiologists (sign in, upload a study, ask questions)."""
     from zebra.config import get_settings
@@ -33,6 +38,7 @@ def serve_cmd(
         host=host or settings.server.host,
         port=port or settings.server.port,
         echo=typer.echo,
+        build_knowledge_base=build_kb,
     )
 
 

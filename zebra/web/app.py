@@ -28,7 +28,7 @@ from zebra.web.overlays import OverlayStore
 from zebra.web.proxy import ForwardedResolver, HostAllowList
 from zebra.web.ratelimit import LoginThrottle, PasswordCheckSlots
 from zebra.web.redact import mask_secrets
-from zebra.web.routes import auth, sessions, studies, users
+from zebra.web.routes import auth, kb, sessions, studies, users
 from zebra.web.uploads import body_allowance
 
 log = logging.getLogger(__name__)
@@ -193,6 +193,7 @@ def create_app(
     app.include_router(studies.router)
     app.include_router(sessions.router)
     app.include_router(users.router)
+    app.include_router(kb.router)
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:

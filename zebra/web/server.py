@@ -30,6 +30,7 @@ def run_server(
     echo: Callable[[str], None],
     agent_factory: Any = None,
     access_log: bool = True,
+    build_knowledge_base: bool = True,
 ) -> None:
     """Migrates the database, creates the first administrator if needed, and serves until interrupted.
 
@@ -40,6 +41,8 @@ def run_server(
         echo: Prints a line for the operator (the generated administrator password goes through it once).
         agent_factory: Passed to :func:`zebra.web.app.create_app`.
         access_log: Log one line per request (paths and status only; never bodies or file names).
+        build_knowledge_base: Start building a missing or out-of-date default knowledge base in a background
+            process (:mod:`zebra.kb_build`) so the page is served at once; questions wait for it meanwhile.
     """
     import uvicorn
 
@@ -60,6 +63,15 @@ def run_server(
         echo(
             f"Created the first administrator '{admin.username}' from ZEBRA_ADMIN_USER/ZEBRA_ADMIN_PASSWORD."
         )
+    if build_knowledge_base:
+        from zebra.kb_build import start_background_build
+
+        status = start_background_build(settings)
+        if not status.ready:
+            echo(
+                f"{status.message()} It builds in the background (log: {settings.data_dir / 'kb-build.log'}); "
+                "the page works meanwhile and shows its progress."
+            )
     if not is_loopback(host):
         echo(
             f"warning: listening on {host}, not only on this machine; the server speaks plain HTTP. "

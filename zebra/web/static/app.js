@@ -79,7 +79,28 @@ async function showApp(user) {
   $("user-name").hidden = false;
   $("signout").hidden = false;
   $("account-button").hidden = false;
+  pollKnowledgeBase();
   await refreshSessions();
+}
+
+/* ---------- knowledge base build (issue 16): progress until it is ready ---------- */
+
+let kbTimer = null;
+
+async function pollKnowledgeBase() {
+  clearTimeout(kbTimer);
+  if (!state.user) return;
+  let kb = null;
+  try { kb = await api("GET", "/api/kb"); } catch (_) { kb = null; }
+  const line = $("kb-status");
+  if (kb && !kb.ready) {
+    line.textContent = kb.message + " Image findings work now; a differential needs the knowledge base.";
+    line.hidden = false;
+    kbTimer = setTimeout(pollKnowledgeBase, 5000);
+  } else {
+    line.hidden = true;
+    if (!kb) kbTimer = setTimeout(pollKnowledgeBase, 15000);
+  }
 }
 
 async function onLogin(ev) {
@@ -104,6 +125,8 @@ async function onLogin(ev) {
 }
 
 async function onSignOut() {
+  clearTimeout(kbTimer);
+  $("kb-status").hidden = true;
   try { await api("POST", "/api/auth/logout"); } catch (_) { /* signed out anyway */ }
   state.csrf = null;
   resetSession();
