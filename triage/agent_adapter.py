@@ -222,7 +222,9 @@ class AgentAnalyser:
                     shutil.rmtree(child, ignore_errors=True)
                 else:
                     child.unlink(missing_ok=True)
-        analysis.image = current[0][1]
+        # The boxes and heatmap are those of the first image the gate accepted: show (and write back) that one.
+        index = analysis.image_index if 0 <= analysis.image_index < len(current) else 0
+        analysis.image = current[index][1]
         analysis.analyser = self.name
         analysis.notes = [*self.notes, *analysis.notes]
         if analysis.nearest_similarity is None:
@@ -381,7 +383,15 @@ def analysis_from_answer(answer: Any, state: dict[str, Any] | None = None) -> An
         overlay_png=overlay,
         notes=[str(n) for n in data.get("notes") or []],
         evidence=cited_evidence(differential, data.get("citations") or []),
+        image_index=_index(first.get("index")),
     )
+
+
+def _index(value: Any) -> int:
+    try:
+        return max(0, int(value))
+    except (TypeError, ValueError):
+        return 0
 
 
 def cited_evidence(differential: list[dict[str, Any]], citations: list[Any]) -> list[dict[str, Any]]:

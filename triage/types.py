@@ -69,6 +69,8 @@ class Analysis:
         overlay_png: A ready overlay PNG (when the analyser wrote one), used instead of ``heatmap``.
         analyser: Which analyser produced it (backend specs).
         notes: Things the reader should know (degraded inputs, fallbacks); never identifiers.
+        image_index: Which of the study's analysed images ``image``, ``boxes`` and the heatmap belong to (the
+            first one the input gate accepted), 0-based in the analyser's order.
         evidence: The evidence items the differential cites, ``{"id", "doc_id", "title"}`` (document ids of
             the knowledge base, e.g. for the DICOM SR), in citation order.
     """
@@ -94,6 +96,7 @@ class Analysis:
     analyser: str = ""
     notes: list[str] = field(default_factory=list)
     evidence: list[dict[str, Any]] = field(default_factory=list)
+    image_index: int = 0
 
     @property
     def top_probability(self) -> float | None:

@@ -561,3 +561,21 @@ def test_bench_compares_dicomweb_with_files_on_the_same_studies(
         entry["dicomweb"]["studies_per_minute"] / entry["files"]["studies_per_minute"], rel=0.01
     )
     assert report["analyser"] == "fake" and report["accession_prefix"].startswith("ZB")
+
+
+def test_boxes_and_picture_come_from_the_same_analysed_image() -> None:
+    from triage.agent_adapter import analysis_from_answer
+
+    answer = {
+        "findings": [
+            {"index": 0, "gate": {"accepted": False, "kind": "non_medical"}},
+            {
+                "index": 2,
+                "gate": {"accepted": True},
+                "boxes": [{"x1": 1, "y1": 2, "x2": 8, "y2": 9, "score": 0.5}],
+            },
+        ]
+    }
+    analysis = analysis_from_answer(answer)
+    assert analysis.image_index == 2 and analysis.boxes[0]["x2"] == 8
+    assert analysis_from_answer({"findings": [{"gate": {"accepted": True}}]}).image_index == 0
