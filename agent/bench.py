@@ -3,10 +3,14 @@
 The first question loads every model (reported as ``cold_s``); the next ``n`` questions are timed, each in a
 fresh session (thread) with the session store on, cycling through short clinical vignettes and question
 kinds. Models are cached per process, so nothing reloads between questions.
+
+:func:`compare_text_backends` puts the torch and onnx text encoders side by side on the agent's bundle
+(chunks per second, query-embedding latency, mean cosine, top-10 overlap in the bundle's own index).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import statistics
 import time
@@ -14,6 +18,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from agent.api import Agent
+
+log = logging.getLogger(__name__)
 
 VIGNETTES: tuple[tuple[str, str], ...] = (
     (
@@ -93,3 +99,41 @@ def run_bench(agent: Agent, n: int = 20, *, images: Sequence[Any] = ()) -> dict[
         "cpus": os.cpu_count(),
         "vlm_available": agent.resources.vlm is not None if images else None,
     }
+
+
+def compare_text_backends(
+    agent: Agent, *, chunks: int = 512, batch_size: int = 64, repeats: int = 1, seed: int = 0
+) -> dict[str, Any]:
+    """torch vs onnx on the agent's bundle: ``chunks`` sampled chunk texts and the vignette questions.
+
+    The top-10 overlap searches the bundle's own FAISS index with each backend's query vectors, i.e. what
+    a question retrieves when the bundle is queried with the other backend. Bundles built with an encoder
+    that has no torch/onnx choice (the hashing test embedder) are skipped with the reason.
+    """
+    import numpy as np
+
+    from index_builder.bench import compare_encoders
+
+    bundle = agent.resources.get_searcher().bundle
+    info = bundle.manifest.get("text_embedder") or {}
+    spec = str(info.get("spec", ""))
+    if str(info.get("backend") or "torch") not in ("torch", "onnx") or spec.split(":")[0] not in (
+        "builtin",
+        "st",
+        "hf",
+    ):
+        return {"skipped": f"the bundle's text encoder {spec!r} has no torch/onnx backends"}
+    texts = bundle.chunks["text"].tolist()
+    if len(texts) > chunks:
+        rng = np.random.default_rng(seed)
+        texts = [texts[i] for i in sorted(rng.choice(len(texts), size=chunks, replace=False))]
+    queries = [f"{history} {question}" for history, question in VIGNETTES]
+
+    def search(vectors: np.ndarray, k: int) -> list[list[int]]:
+        return [[vid for vid, _ in row] for row in bundle.search_vectors(vectors, k)]
+
+    result = compare_encoders(
+        texts, queries, spec=spec, batch_size=batch_size, repeats=repeats, search=search
+    )
+    result["bundle_backend"] = str(info.get("backend") or "torch")
+    return result

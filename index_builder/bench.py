@@ -1,14 +1,19 @@
-"""Benchmarks behind ``zebra bench ingest`` and ``zebra bench ann`` (both return JSON-ready dicts)."""
+"""Benchmarks behind ``zebra bench ingest`` and ``zebra bench ann`` (both return JSON-ready dicts).
+
+:func:`compare_encoders` puts the torch and onnx text backends side by side in one run (chunks per second,
+query-embedding latency, agreement); ``zebra bench ingest`` and ``zebra bench agent`` both report it.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import resource
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +61,148 @@ def _timed(fn: Any) -> tuple[float, float, Any]:
     return time.perf_counter() - wall, time.process_time() - cpu, result
 
 
+@contextlib.contextmanager
+def text_backend(backend: str) -> Iterator[None]:
+    """Sets ``models.text_backend`` for the duration (benchmarks build bundles with each backend)."""
+    from zebra.config import get_settings
+
+    models = get_settings().models
+    before = models.text_backend
+    models.text_backend = backend  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        models.text_backend = before
+
+
+def _pct_ms(values: Sequence[float], q: float) -> float:
+    return round(float(np.percentile(np.asarray(values) * 1000, q)), 2) if len(values) else 0.0
+
+
+def _overlap(a: Sequence[Sequence[int]], b: Sequence[Sequence[int]]) -> float:
+    """Mean |top-k(a) ∩ top-k(b)| / |top-k(a)| over the rows (queries) of two id lists."""
+    shares = [len(set(x) & set(y)) / len(x) for x, y in zip(a, b, strict=True) if len(x)]
+    return float(np.mean(shares)) if shares else 1.0
+
+
+def _exact_top(queries: np.ndarray, corpus: np.ndarray, k: int) -> list[list[int]]:
+    scores = queries @ corpus.T
+    k = min(k, corpus.shape[0])
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    order = np.take_along_axis(scores, top, axis=1).argsort(axis=1)[:, ::-1]
+    return np.take_along_axis(top, order, axis=1).tolist()
+
+
+def compare_encoders(
+    texts: Sequence[str],
+    queries: Sequence[str],
+    *,
+    spec: str = "builtin",
+    backends: Sequence[str] = ("torch", "onnx"),
+    batch_size: int = 64,
+    repeats: int = 2,
+    k: int = 10,
+    search: Callable[[np.ndarray, int], Sequence[Sequence[int]]] | None = None,
+) -> dict[str, Any]:
+    """Encodes ``texts`` and ``queries`` with each backend of ``spec`` in the same run and compares them.
+
+    Batches alternate between backends within each repeat, so load from other processes hits both alike;
+    the best wall time of ``repeats`` is kept. Both backends sort inputs by length before batching
+    (sentence-transformers always does; the onnx backend does the same), so padding is alike.
+
+    Args:
+        texts: Chunk texts (throughput, agreement).
+        queries: Query texts (single-query latency, top-``k`` overlap).
+        spec: Text embedder spec.
+        backends: Backends to compare; the first is the reference for agreement and speed-ups.
+        batch_size: Encoder batch size.
+        repeats: Timed passes over ``texts`` per backend.
+        k: Depth of the top-k overlap.
+        search: ``search(query vectors, k) -> ids`` in an existing index (a bundle's FAISS index); by
+            default each backend's queries are searched exactly among its own ``texts`` vectors.
+
+    Returns:
+        ``backends`` (per backend: ``chunks_per_s``, ``encode_s``, ``cpu_s``, ``query_ms_p50``/``p95``,
+        ``threads``, or ``error``), ``speedup`` and ``query_speedup`` (vs the first backend),
+        ``agreement`` (``mean_cosine``, ``min_cosine`` of chunk vectors, ``query_mean_cosine``,
+        ``top10_overlap`` and ``top10_overlap_cross``: the other backend's queries searched among the
+        reference's vectors, i.e. a bundle built with one backend queried with the other), ``load_average``.
+    """
+    from index_builder.embedders import create_text_embedder
+
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    embedders: dict[str, Any] = {}
+    report: dict[str, Any] = {"spec": spec, "texts": len(texts), "queries": len(queries), "backends": {}}
+    for b in backends:
+        try:
+            embedders[b] = create_text_embedder(spec, backend=b)
+        except Exception as exc:  # a missing backend is a result of the benchmark, not a crash
+            log.warning("text backend %s unavailable: %s", b, exc)
+            report["backends"][b] = {"error": str(exc)}
+    for emb in embedders.values():
+        emb.encode(list(texts[: batch_size * 2]), batch_size=batch_size)  # warm-up (threads, allocator)
+        emb.encode([queries[0] if queries else "warm-up"])
+    best: dict[str, tuple[float, float]] = {}
+    vectors: dict[str, np.ndarray] = {}
+    for _ in range(max(1, repeats)):
+        for b, emb in embedders.items():
+            wall, cpu, vectors[b] = _timed(lambda emb=emb: emb.encode(list(texts), batch_size=batch_size))
+            old = best.get(b)
+            best[b] = (min(wall, old[0]), min(cpu, old[1])) if old else (wall, cpu)
+    latency: dict[str, list[float]] = {b: [] for b in embedders}
+    qvecs: dict[str, list[np.ndarray]] = {b: [] for b in embedders}
+    for q in queries:  # one query at a time, as a question embeds it; backends alternate
+        for b, emb in embedders.items():
+            t = time.perf_counter()
+            vec = emb.encode([q])
+            latency[b].append(time.perf_counter() - t)
+            qvecs[b].append(vec[0])
+    for b, emb in embedders.items():
+        wall, cpu = best[b]
+        report["backends"][b] = {
+            "backend": getattr(emb, "backend", b),
+            "chunks_per_s": round(len(texts) / wall, 1) if wall else None,
+            "encode_s": round(wall, 3),
+            "cpu_s": round(cpu, 2),
+            "query_ms_p50": _pct_ms(latency[b], 50),
+            "query_ms_p95": _pct_ms(latency[b], 95),
+            "threads": getattr(emb, "threads", None) or _torch_threads(),
+        }
+    names = list(embedders)
+    if len(names) >= 2:
+        ref, other = names[0], names[1]
+        r, o = report["backends"][ref], report["backends"][other]
+        report["speedup"] = round(o["chunks_per_s"] / r["chunks_per_s"], 2) if r["chunks_per_s"] else None
+        report["query_speedup"] = (
+            round(r["query_ms_p50"] / o["query_ms_p50"], 2) if o["query_ms_p50"] else None
+        )
+        cos = np.sum(vectors[ref] * vectors[other], axis=1) if len(texts) else np.ones(1)
+        agreement: dict[str, Any] = {
+            "reference": ref,
+            "mean_cosine": round(float(cos.mean()), 4),
+            "min_cosine": round(float(cos.min()), 4),
+        }
+        if queries:
+            qr, qo = np.stack(qvecs[ref]), np.stack(qvecs[other])
+            agreement["query_mean_cosine"] = round(float(np.sum(qr * qo, axis=1).mean()), 4)
+            if search is not None:
+                top_r, top_o = search(qr, k), search(qo, k)
+                agreement[f"top{k}_overlap"] = round(_overlap(top_r, top_o), 4)
+                agreement[f"top{k}_overlap_cross"] = agreement[f"top{k}_overlap"]  # one index, both queries
+            elif len(texts):
+                top_r = _exact_top(qr, vectors[ref], k)
+                agreement[f"top{k}_overlap"] = round(_overlap(top_r, _exact_top(qo, vectors[other], k)), 4)
+                agreement[f"top{k}_overlap_cross"] = round(
+                    _overlap(top_r, _exact_top(qo, vectors[ref], k)), 4
+                )
+        report["agreement"] = agreement
+    report["batch_size"] = batch_size
+    report["repeats"] = max(1, repeats)
+    report["cores"] = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    report["load_average"] = {"before": load_before, "after": [round(x, 2) for x in os.getloadavg()]}
+    return report
+
+
 def bench_ingest(
     *,
     n: int = 5000,
@@ -64,11 +211,13 @@ def bench_ingest(
     batch_size: int = 64,
     seed: int = 0,
     repeats: int = 2,
+    backends: Sequence[str] = ("torch", "onnx"),
+    queries: int = 50,
 ) -> dict[str, Any]:
-    """Raw encoder throughput vs the full ingest pipeline on the same ``n`` documents.
+    """Raw encoder throughput vs the full ingest pipeline on the same ``n`` documents, per text backend.
 
-    Three runs per repeat, interleaved so that load from other processes hits them alike, best of
-    ``repeats`` kept (wall and CPU time):
+    For each backend, three runs per repeat, interleaved so that load from other processes hits them
+    alike, best of ``repeats`` kept (wall and CPU time):
 
     - ``raw``: ``embedder.encode(document texts, batch_size)`` (texts beyond the encoder's limit truncated);
     - ``raw_strings``: the encoder on the exact strings the pipeline embeds (chunks, title-prefixed where
@@ -77,7 +226,9 @@ def bench_ingest(
       BM25, Parquet, checksums, fsync, atomic swap) into a temporary folder.
 
     ``ratio`` = raw / pipeline time on documents (what a user sees); ``ratio_same_strings`` isolates the
-    pipeline's overhead from the extra vectors chunking creates for long documents.
+    pipeline's overhead from the extra vectors chunking creates for long documents. The top-level fields
+    are those of the first backend; ``per_backend`` has each backend's, and ``encoders`` the side-by-side
+    comparison of :func:`compare_encoders` on the chunk strings (queries: ``queries`` document titles).
     """
     from index_builder.build import build_bundle
     from index_builder.chunking import ChunkingConfig
@@ -91,9 +242,18 @@ def bench_ingest(
         rng = np.random.default_rng(seed)
         docs = [docs[i] for i in sorted(rng.choice(len(docs), size=n, replace=False))]
     texts = [d.text for d in docs]
-    embedder = create_text_embedder(text_embedder)
-    embedder.encode(texts[: batch_size * 2], batch_size=batch_size)  # warm-up (threads, allocator)
-    strings = chunk_documents(docs, embedder, ChunkingConfig().validate(embedder)).embed_texts
+    embedders: dict[str, Any] = {}
+    for b in backends:
+        try:
+            embedders[b] = create_text_embedder(text_embedder, backend=b)
+        except Exception as exc:
+            log.warning("text backend %s unavailable: %s", b, exc)
+    if not embedders:
+        embedders["configured"] = create_text_embedder(text_embedder)
+    first = next(iter(embedders.values()))
+    strings = chunk_documents(docs, first, ChunkingConfig().validate(first)).embed_texts
+    for emb in embedders.values():
+        emb.encode(texts[: batch_size * 2], batch_size=batch_size)  # warm-up (threads, allocator)
     tmp = Path(tempfile.mkdtemp(prefix="zebra-bench-ingest-"))
     best: dict[str, tuple[float, float]] = {}
     manifest: dict[str, Any] = {}
@@ -104,35 +264,65 @@ def bench_ingest(
 
     try:
         for r in range(max(1, repeats)):
-            wall, cpu, _ = _timed(lambda: embedder.encode(texts, batch_size=batch_size))
-            keep("raw", wall, cpu)
-            wall, cpu, _ = _timed(lambda: embedder.encode(strings, batch_size=batch_size))
-            keep("raw_strings", wall, cpu)
-            out = tmp / f"bundle{r}"
-            wall, cpu, manifest = _timed(
-                lambda out=out: build_bundle(
-                    out, [MemorySource(docs, "bench")], text_embedder=text_embedder, batch_size=batch_size
-                )
-            )
-            keep("pipeline", wall, cpu)
+            for b, emb in embedders.items():
+                wall, cpu, _ = _timed(lambda emb=emb: emb.encode(texts, batch_size=batch_size))
+                keep(f"{b}/raw", wall, cpu)
+                wall, cpu, _ = _timed(lambda emb=emb: emb.encode(strings, batch_size=batch_size))
+                keep(f"{b}/raw_strings", wall, cpu)
+                out = tmp / f"bundle-{b}-{r}"
+                ctx = text_backend(b) if b in ("torch", "onnx") else contextlib.nullcontext()
+                with ctx:
+                    wall, cpu, manifest = _timed(
+                        lambda out=out: build_bundle(
+                            out,
+                            [MemorySource(docs, "bench")],
+                            text_embedder=text_embedder,
+                            batch_size=batch_size,
+                        )
+                    )
+                keep(f"{b}/pipeline", wall, cpu)
+                shutil.rmtree(out, ignore_errors=True)
             log.info("ingest repeat %d: %s", r, best)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    n_docs = len(docs)
-    raw, raw_strings, pipe = best["raw"], best["raw_strings"], best["pipeline"]
+    n_docs, n_chunks = len(docs), int(manifest["counts"]["chunks"])
+    per_backend = {b: _ingest_numbers(best, b, n_docs, n_chunks) for b in embedders}
+    titles = [d.title for d in docs if d.title][: max(0, queries)]
+    encoders = compare_encoders(
+        strings, titles, spec=text_embedder, backends=list(embedders), batch_size=batch_size, repeats=repeats
+    )
+    head = per_backend[next(iter(embedders))]
     return {
         "benchmark": "ingest",
         "text_embedder": text_embedder,
         "batch_size": batch_size,
         "repeats": max(1, repeats),
         "documents": n_docs,
-        "chunks": int(manifest["counts"]["chunks"]),
+        "chunks": n_chunks,
         "mean_chars": round(float(np.mean([len(x) for x in texts])), 1) if texts else 0.0,
+        **head,
+        "target_ratio": 0.85,
+        "per_backend": per_backend,
+        "encoders": encoders,
+        "target_speedup": 2.5,
+        "target_mean_cosine": 0.99,
+        "torch_threads": _torch_threads(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def _ingest_numbers(
+    best: dict[str, tuple[float, float]], b: str, n_docs: int, n_chunks: int
+) -> dict[str, Any]:
+    raw, raw_strings, pipe = best[f"{b}/raw"], best[f"{b}/raw_strings"], best[f"{b}/pipeline"]
+    return {
         "raw_s": round(raw[0], 3),
         "raw_strings_s": round(raw_strings[0], 3),
         "pipeline_s": round(pipe[0], 3),
         "raw_texts_per_s": round(n_docs / raw[0], 1),
+        "raw_chunks_per_s": round(n_chunks / raw_strings[0], 1),
         "pipeline_texts_per_s": round(n_docs / pipe[0], 1),
+        "pipeline_chunks_per_s": round(n_chunks / pipe[0], 1),
         "ratio": round(raw[0] / pipe[0], 3),
         "ratio_same_strings": round(raw_strings[0] / pipe[0], 3),
         "cpu_s": {
@@ -142,9 +332,6 @@ def bench_ingest(
         },
         "ratio_cpu": round(raw[1] / pipe[1], 3) if pipe[1] else None,
         "ratio_same_strings_cpu": round(raw_strings[1] / pipe[1], 3) if pipe[1] else None,
-        "target_ratio": 0.85,
-        "torch_threads": _torch_threads(),
-        "load_average": [round(x, 2) for x in os.getloadavg()],
     }
 
 

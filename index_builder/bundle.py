@@ -183,7 +183,7 @@ class Bundle:
         from index_builder.embedders import create_text_embedder
 
         info = self.manifest["text_embedder"]
-        embedder = create_text_embedder(info["spec"])
+        embedder = _cross_backend(create_text_embedder(info["spec"]), info, self.path)
         _check_dim(embedder.dim, info, self.path)
         return embedder
 
@@ -260,6 +260,54 @@ def _identity(path: Path) -> tuple[int, int]:
     """(device, inode) of the bundle folder: changes when a build swaps a new folder in."""
     st = path.stat()
     return st.st_dev, st.st_ino
+
+
+def _cross_backend(embedder: TextEmbedder, info: dict[str, Any], path: Path) -> TextEmbedder:
+    """``embedder`` when its backend may query vectors of the bundle's backend; otherwise the bundle's own
+    backend (``auto``) or a :class:`~zebra.errors.ConfigError` (a backend set explicitly).
+
+    torch and onnx vectors are interchangeable when the onnx export agrees with torch (mean/min cosine on
+    the export's probe texts, :func:`index_builder.embedders.onnx_export.agreement_ok`). Bundles written
+    before the manifest recorded a backend were built with torch.
+    """
+    from index_builder.embedders.onnx_export import agreement_ok
+    from index_builder.embedders.text import configured_backend
+
+    built = str(info.get("backend") or "torch")
+    now = str(getattr(embedder, "backend", built))
+    if now == built or not {now, built} <= {"torch", "onnx"}:
+        return embedder
+    # The onnx side's agreement: the live export's, or the one recorded when the bundle was built.
+    agreement = (
+        getattr(embedder, "agreement", None) if now == "onnx" else (info.get("onnx") or {}).get("agreement")
+    )
+    if agreement and agreement_ok(agreement):
+        log.info(
+            "bundle %s was built with the %s text encoder; querying it with %s (mean cosine %.4f to torch)",
+            path,
+            built,
+            now,
+            float(agreement["mean_cosine"]),
+        )
+        return embedder
+    why = (
+        f"the onnx export's vectors diverge from torch (mean cosine {agreement.get('mean_cosine')}, "
+        f"min {agreement.get('min_cosine')})"
+        if agreement
+        else "the bundle does not record how closely its onnx vectors agree with torch"
+    )
+    if configured_backend() == "auto":
+        from index_builder.embedders import create_text_embedder
+
+        log.warning("bundle %s was built with %s; querying it with %s too, since %s", path, built, built, why)
+        return create_text_embedder(info["spec"], backend=built)
+    from zebra.errors import ConfigError
+
+    raise ConfigError(
+        f"Bundle {path} was built with the {built} text encoder and cannot be searched with {now}: {why}.",
+        hint=f"Set models.text_backend = '{built}' (ZEBRA_MODELS__TEXT_BACKEND={built}) or 'auto', or "
+        "rebuild the bundle with this backend.",
+    )
 
 
 def _check_dim(dim: int, info: dict[str, Any], path: Path) -> None:

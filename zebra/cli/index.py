@@ -187,12 +187,24 @@ def bench_ingest_cmd(
     batch_size: int = typer.Option(64, min=1, help="Encoder batch size (same for both runs)."),
     seed: int = typer.Option(0, help="Sampling seed."),
     repeats: int = typer.Option(2, min=1, help="Interleaved repeats; the best time of each run is kept."),
+    backend: list[str] = typer.Option(
+        ["torch", "onnx"],
+        "--backend",
+        help="Text backends side by side (repeatable; the first is the reference).",
+    ),
 ) -> None:
-    """Raw encoder throughput vs the full ingest pipeline (texts/s and their ratio), as JSON."""
+    """Raw encoder throughput vs the full ingest pipeline (texts/s and their ratio), and the torch and onnx
+    text backends side by side (chunks/s, query latency, mean cosine, top-10 overlap), as JSON."""
     from index_builder.bench import bench_ingest
 
     report = bench_ingest(
-        n=n, sources=source, text_embedder=text_embedder, batch_size=batch_size, seed=seed, repeats=repeats
+        n=n,
+        sources=source,
+        text_embedder=text_embedder,
+        batch_size=batch_size,
+        seed=seed,
+        repeats=repeats,
+        backends=backend,
     )
     typer.echo(json.dumps(report, indent=2))
 
