@@ -118,3 +118,38 @@ def test_questions_and_uploads_in_flight_are_capped_per_user(make_app, users, se
     assert ctx.inflight.count(users["bob"]) == 0
     # Once the answers are in, bob may ask again.
     assert _ask(url, bob, bob_session, "again")[0] == 200
+
+
+def test_queued_uploads_do_not_stall_other_requests(make_app, users, serve, web, monkeypatch):
+    from zebra.web.routes import studies as study_routes
+
+    release = threading.Event()
+    parse = study_routes._parse
+
+    def held(ctx, source, scratch):  # the parser never finishes until released
+        release.wait(60)
+        return parse(ctx, source, scratch)
+
+    monkeypatch.setattr(study_routes, "_parse", held)
+    app = make_app(server={"max_inflight_per_user": 100})
+    url = serve(app)
+    ctx = app.state.zebra
+    bob = _bearer(url, "bob", web.PASSWORD)
+    alice = _bearer(url, "alice", web.PASSWORD)
+    n = 50
+
+    def upload(i: int) -> int:
+        files = [("files", (f"{i}.png", web.png_bytes(seed=i)))]
+        return httpx.post(f"{url}/api/studies", files=files, headers=bob, timeout=90).status_code
+
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        futures = [pool.submit(upload, i) for i in range(n)]
+        try:
+            # Two being parsed (the parser slots), the rest waiting for a slot on the event loop.
+            _wait_for(lambda: ctx.intake_slots.busy == 2 and ctx.intake_slots.waiting == n - 2)
+            start = time.monotonic()
+            r = httpx.get(f"{url}/api/me", headers=alice, timeout=10)
+            assert r.status_code == 200 and time.monotonic() - start < 1.0
+        finally:
+            release.set()
+        assert [f.result(timeout=120) for f in futures] == [201] * n
