@@ -276,3 +276,51 @@ def reset_client() -> None:
     global _client
     _client = None
     _fetched.clear()
+
+
+# ---------------------------------------------------------------------------------------------------- open one
+def open_study(
+    *, study_uid: str | None = None, accession: str | None = None, client: Any | None = None
+) -> Any:
+    """Fetches one study from the configured server by StudyInstanceUID or accession number and reads it
+    through intake (de-identified), for a front end's "Open from PACS".
+
+    The value comes from a user, so it is matched exactly: wildcards, ranges and multiple values are
+    refused, and the server is always the operator's (never one a user names).
+
+    Returns:
+        The de-identified :class:`zebra.intake.Study`.
+
+    Raises:
+        DicomwebQueryError: Neither or both given, or a malformed value.
+        DicomwebStudyGoneError: No such study on the server. DicomwebError: Several studies match, or the
+            server failed.
+        IntakeError: Intake refused what the server sent.
+    """
+    from pacs.errors import DicomwebError, DicomwebStudyGoneError
+
+    if (study_uid is None) == (accession is None):
+        raise DicomwebQueryError("Give a StudyInstanceUID or an accession number.", hint="One of the two.")
+    if study_uid is not None:
+        key, value = "StudyInstanceUID", study_uid_of(f"{PREFIX}{study_uid.strip()}")
+    else:
+        value = (accession or "").strip()
+        if not value or len(value) > 16 or any(c in value for c in "*?\\,=&") or not value.isprintable():
+            raise DicomwebQueryError(
+                "An accession number is up to 16 plain characters.", hint="Without wildcards or ranges."
+            )
+        key = "AccessionNumber"
+    client = client or default_client()
+    records = client.search_studies({key: value}, limit=2)
+    uids = {u for u in (_value(r, "StudyInstanceUID") for r in records) if u}
+    if not uids:
+        raise DicomwebStudyGoneError("No study on the PACS matches.", hint="Check the number.")
+    if len(uids) > 1:
+        raise DicomwebError(
+            "Several studies on the PACS have this accession number.", hint="Open it by StudyInstanceUID."
+        )
+    path = f"{PREFIX}{uids.pop()}"
+    try:
+        return load_study(path, client=client)
+    finally:
+        forget(path)

@@ -579,3 +579,20 @@ def test_boxes_and_picture_come_from_the_same_analysed_image() -> None:
     analysis = analysis_from_answer(answer)
     assert analysis.image_index == 2 and analysis.boxes[0]["x2"] == 8
     assert analysis_from_answer({"findings": [{"gate": {"accepted": True}}]}).image_index == 0
+
+
+def test_open_one_study_by_accession_or_uid_exactly(pacs_env: dict[str, str], loaded: dict[str, Any]) -> None:
+    from pacs.errors import DicomwebStudyGoneError
+    from pacs.source import open_study
+
+    study = loaded["studies"][1]
+    by_acc = open_study(accession=study[0].AccessionNumber)
+    by_uid = open_study(study_uid=study[0].StudyInstanceUID)
+    assert len(by_acc.images) == len(by_uid.images) == 3
+    assert by_acc.study_uid == by_uid.study_uid != study[0].StudyInstanceUID  # de-identified
+    with pytest.raises(DicomwebQueryError):
+        open_study(accession=f"{loaded['prefix']}*")  # a user's value is never a wildcard search
+    with pytest.raises(DicomwebQueryError):
+        open_study()
+    with pytest.raises(DicomwebStudyGoneError):
+        open_study(accession="NOSUCHACC")
