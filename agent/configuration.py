@@ -16,6 +16,10 @@ from agent.errors import AgentConfigError
 TEMPLATE_LANGUAGES: tuple[str, ...] = ("en",)
 
 
+#: Values of :attr:`Configuration.findings_query`.
+FINDINGS_QUERIES = ("cues", "stated", "off")
+
+
 @dataclass(kw_only=True)
 class Configuration:
     """Options of one agent run.
@@ -45,6 +49,9 @@ class Configuration:
         verify_bundle: SHA-256-check the bundle files when opening it.
         reasoner_timeout_s: Timeout of one LLM request.
         max_new_tokens: Most tokens an LLM reasoner may generate.
+        findings_query: What of the image model's findings goes into the ``image findings`` text query:
+            ``cues`` (stated terms and retrieval cues), ``stated`` (stated terms only) or ``off`` (no such query;
+            the image still acts through the region rule, image retrieval and the agreement feature).
     """
 
     vlm: str = "builtin"
@@ -69,6 +76,7 @@ class Configuration:
     verify_bundle: bool = True
     reasoner_timeout_s: float = 60.0
     max_new_tokens: int = 512
+    findings_query: str = "cues"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -99,6 +107,11 @@ class Configuration:
             raise AgentConfigError("max_candidates must be at least k.", hint="Raise max_candidates.")
         if int(self.max_images) < 1:
             raise AgentConfigError("max_images must be at least 1.", hint="Use e.g. 4.")
+        if self.findings_query not in FINDINGS_QUERIES:
+            raise AgentConfigError(
+                f"Unknown findings_query {self.findings_query!r}.",
+                hint=f"Use one of {', '.join(FINDINGS_QUERIES)}.",
+            )
         return self
 
     @classmethod

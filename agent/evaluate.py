@@ -136,8 +136,11 @@ def evaluate(
     details_path: str | Path | None = None,
     progress: bool = False,
     unseen: bool = False,
+    leave_case_out: bool = False,
 ) -> dict[str, Any]:
-    """Runs the protocol of the module docstring (``unseen``: the "disease in no document" setting).
+    """Runs the protocol of the module docstring (``unseen``: the "disease in no document" setting;
+    ``leave_case_out``: each case's own case report and images are hidden, as in the reasoner's fit, so cases
+    indexed in the bundle, e.g. MedPix train, can be evaluated).
 
     Returns:
         ``{"k", "settings": {name: {"agent": {...}, "baseline": {...}, "n_cases"}}, "_rows": {name: rows}}``
@@ -179,14 +182,8 @@ def evaluate(
                             images.append((name, load()))
                         except Exception as exc:  # an unreadable image costs only itself
                             log.warning("case %s: image %s unreadable: %s", case.case_id, name, exc)
-                hidden = (
-                    Hidden(
-                        labels=tuple(label for label in labels if matcher.same(label, case.gold)),
-                        doc_ids=tuple(sorted(linked.get(case.case_id, ()))),
-                        case_ids=(case.case_id,),
-                    )
-                    if unseen
-                    else None
+                hidden = _hidden_of(
+                    case, labels, linked, matcher, unseen=unseen, leave_case_out=leave_case_out
                 )
                 view = HiddenSearcher(searcher, hidden) if hidden else searcher
                 start = time.perf_counter()
@@ -230,7 +227,7 @@ def evaluate(
                     "asked": asked,
                     "replied": bool(reply),
                 }
-                if unseen:
+                if hidden:
                     row["hidden"] = view.removed()
                 rows.append(row)
                 if details:
@@ -241,6 +238,26 @@ def evaluate(
         if details:
             details.close()
     return {"k": k, "settings": results, "_rows": per_setting}
+
+
+def _hidden_of(
+    case: EvalCase,
+    labels: Sequence[str],
+    linked: dict[str, set[str]],
+    matcher: DiagnosisMatcher,
+    *,
+    unseen: bool,
+    leave_case_out: bool,
+) -> Hidden | None:
+    """What one case's runs must not see (``None``: everything may be seen)."""
+    if not (unseen or leave_case_out):
+        return None
+    doc_ids = {f"medpix:case/{case.case_id}"} if leave_case_out else set()
+    matched: tuple[str, ...] = ()
+    if unseen:
+        matched = tuple(label for label in labels if matcher.same(label, case.gold))
+        doc_ids |= set(linked.get(case.case_id, ()))
+    return Hidden(labels=matched, doc_ids=tuple(sorted(doc_ids)), case_ids=(case.case_id,))
 
 
 def _with_memory(agent: Agent) -> Agent:

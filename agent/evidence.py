@@ -77,17 +77,18 @@ def imaged_region(findings: Sequence[dict[str, Any]]) -> str | None:
     return "head" if ok else None
 
 
-def perception_text(findings: Sequence[dict[str, Any]]) -> str:
-    """What the image model saw in the accepted images, as one query text: the confident finding terms
-    (modality, sequence, appearance, site) when the model has finding heads, else its caption and confident
-    attribute values."""
+def perception_text(findings: Sequence[dict[str, Any]], *, stated_only: bool = False) -> str:
+    """What the image model saw in the accepted images, as one query text: the finding terms (modality,
+    sequence, appearance, site; retrieval cues too unless ``stated_only``) when the model has finding heads, else
+    its caption and confident attribute values."""
     parts: list[str] = []
     for f in findings:
         if not f.get("accepted", True):
             continue
         data = f.get("findings") or {}
         if data:
-            text = " ".join([str(data.get("header") or ""), *finding_terms([f], groups=None)]).strip()
+            terms = finding_terms([f], groups=None, stated_only=stated_only)
+            text = " ".join([str(data.get("header") or ""), *terms]).strip()
             if text:
                 parts.append(text)
             continue
@@ -108,6 +109,7 @@ def plan_queries(
     captions: Sequence[str],
     findings: Sequence[dict[str, Any]],
     topic: str | None = None,
+    findings_query: str = "cues",
 ) -> list[dict[str, Any]]:
     """The text queries of one turn.
 
@@ -117,7 +119,8 @@ def plan_queries(
       dominate the query, and the dense embedder reads only its first 256 tokens);
     - ``discussions``: the case text again, restricted to :data:`LITERATURE_QUERY_KINDS` (``kinds``);
     - ``image findings``: the VLM's caption and attributes, weighted 0.5 (the image model is less reliable
-      than the narrative);
+      than the narrative); ``findings_query`` (:attr:`agent.configuration.Configuration.findings_query`) says
+      whether the cue terms go in too, or whether there is no such query;
     - ``literature``: the condition named by a literature question.
 
     The ``captions`` and ``discussions`` queries raised the out-of-fold top-5 accuracy of the fitted reasoner on
@@ -145,7 +148,9 @@ def plan_queries(
                 "kinds": list(LITERATURE_QUERY_KINDS),
             }
         )
-    seen = perception_text(findings)
+    seen = (
+        perception_text(findings, stated_only=findings_query == "stated") if findings_query != "off" else ""
+    )
     if seen:
         queries.append({"text": seen, "purpose": "image findings", "weight": 0.5})
     if intent == "literature" and topic:

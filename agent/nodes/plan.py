@@ -24,6 +24,7 @@ def plan(state: AgentState, ctx: AgentContext, cfg: Configuration) -> dict[str, 
         captions=state.get("captions") or [],
         findings=findings,
         topic=intent.get("topic"),
+        findings_query=cfg.findings_query,
     )
     rejected = {
         v["index"]

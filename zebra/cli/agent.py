@@ -266,6 +266,11 @@ def eval_cmd(
         help="The 'disease in no document' setting: per case, hide every document and image of its gold "
         "diagnosis from the agent and the baseline.",
     ),
+    leave_case_out: bool = typer.Option(
+        False,
+        "--leave-case-out",
+        help="Hide each case's own case report and images (as the reasoner's fit does), e.g. for --split train.",
+    ),
 ) -> None:
     """Top-1/top-5 diagnosis accuracy of the agent vs the retrieval-only baseline; prints JSON."""
     from agent.api import Agent
@@ -291,6 +296,7 @@ def eval_cmd(
         details_path=details,
         progress=True,
         unseen=unseen,
+        leave_case_out=leave_case_out,
     )
     rows = result.pop("_rows", {})
     result["comparisons"] = compare_settings(rows, k=int(result.get("k", 5)))
