@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,31 +29,15 @@ def building(zebra_env: Path) -> Iterator[Path]:
 
 
 @pytest.fixture
-def kb_server(make_app, users, building, web_settings) -> Iterator[str]:
+def kb_server(make_app, users, building, web_settings, serve) -> str:
     if not CHROMIUM.is_file():
         pytest.skip("Chromium not found at /usr/bin/chromium")
     pytest.importorskip("playwright.sync_api")
-    import uvicorn
-
     from agent.api import Agent
     from tests.agent.conftest import FakeVLM, make_config
 
     agent = Agent(make_config(web_settings.bundle_dir), checkpointer=None, vlm=FakeVLM())
-    app = make_app(agent_factory=lambda: agent)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline:
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=15)
+    return serve(make_app(agent_factory=lambda: agent))
 
 
 def test_page_shows_progress_and_a_not_ready_answer(kb_server: str, web: Any, tmp_path: Path) -> None:
@@ -72,12 +53,12 @@ def test_page_shows_progress_and_a_not_ready_answer(kb_server: str, web: Any, tm
             page.get_by_test_id("login-password").fill(web.PASSWORD)
             page.get_by_test_id("login-submit").click()
             line = page.get_by_test_id("kb-status")
-            expect(line).to_be_visible()
-            expect(line).to_contain_text("Knowledge base: 43 %, about 6 min left")
+            expect(line).to_be_visible(timeout=30_000)
+            expect(line).to_contain_text("Knowledge base: 43 %, about 6 min left", timeout=30_000)
             image = tmp_path / "scan.png"
             image.write_bytes(web.png_bytes(size=96, seed=3))
             page.get_by_test_id("upload-current").set_input_files(str(image))
-            expect(page.get_by_test_id("upload-status")).to_contain_text("loaded")
+            expect(page.get_by_test_id("upload-status")).to_contain_text("loaded", timeout=60_000)
             page.get_by_test_id("question-input").fill("What is the most likely diagnosis?")
             page.get_by_test_id("ask-button").click()
             log = page.get_by_test_id("chat-log")
