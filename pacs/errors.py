@@ -40,5 +40,9 @@ class DicomwebStudyGoneError(NotFoundError):
     """The study is not on the server any more (deleted or moved after the search)."""
 
 
+class DicomwebAmbiguousError(DicomwebError):
+    """Several studies match a value that should name one (an accession number shared by studies)."""
+
+
 class DicomwebStoreError(DicomwebError):
     """STOW-RS did not store every result object."""

@@ -211,9 +211,7 @@ def load_study(study_path: str, *, client: Any | None = None) -> Any:
     parts = client.fetch_study(uid)
     tmp = Path(tempfile.mkdtemp(prefix="zebra-dicomweb-"))
     try:
-        for i, part in enumerate(parts):
-            if not _is_own_result(part):  # Zebra's earlier SR / map in the same study are not inputs
-                (tmp / f"{i:06d}.dcm").write_bytes(part)
+        _write_parts(parts, tmp)
         study = intake_load(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -222,6 +220,17 @@ def load_study(study_path: str, *, client: Any | None = None) -> Any:
     while len(_fetched) > _CACHE_SIZE:
         _fetched.popitem(last=False)
     return study
+
+
+def _write_parts(parts: list[bytes], folder: Path) -> tuple[int, int]:
+    """Writes the instances as ``000000.dcm`` ... into ``folder``, leaving out Zebra's earlier results in the
+    same study (an SR or map is not an input). Returns (files, bytes) written."""
+    files = n_bytes = 0
+    for i, part in enumerate(parts):
+        if not _is_own_result(part):
+            (folder / f"{i:06d}.dcm").write_bytes(part)
+            files, n_bytes = files + 1, n_bytes + len(part)
+    return files, n_bytes
 
 
 def _is_own_result(part: bytes) -> bool:
@@ -279,25 +288,22 @@ def reset_client() -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- open one
-def open_study(
+def find_study(
     *, study_uid: str | None = None, accession: str | None = None, client: Any | None = None
-) -> Any:
-    """Fetches one study from the configured server by StudyInstanceUID or accession number and reads it
-    through intake (de-identified), for a front end's "Open from PACS".
+) -> str:
+    """The StudyInstanceUID of the one study on the configured server with this UID or accession number.
 
     The value comes from a user, so it is matched exactly: wildcards, ranges and multiple values are
-    refused, and the server is always the operator's (never one a user names).
-
-    Returns:
-        The de-identified :class:`zebra.intake.Study`.
+    refused, and the server is always the operator's (never one a user names). The UID returned is the
+    original one: keep it private (never log it or show it).
 
     Raises:
         DicomwebQueryError: Neither or both given, or a malformed value.
-        DicomwebStudyGoneError: No such study on the server. DicomwebError: Several studies match, or the
-            server failed.
-        IntakeError: Intake refused what the server sent.
+        DicomwebStudyGoneError: No such study on the server.
+        DicomwebAmbiguousError: Several studies match.
+        DicomwebError: The server failed.
     """
-    from pacs.errors import DicomwebError, DicomwebStudyGoneError
+    from pacs.errors import DicomwebAmbiguousError, DicomwebStudyGoneError
 
     if (study_uid is None) == (accession is None):
         raise DicomwebQueryError("Give a StudyInstanceUID or an accession number.", hint="One of the two.")
@@ -316,10 +322,70 @@ def open_study(
     if not uids:
         raise DicomwebStudyGoneError("No study on the PACS matches.", hint="Check the number.")
     if len(uids) > 1:
-        raise DicomwebError(
+        raise DicomwebAmbiguousError(
             "Several studies on the PACS have this accession number.", hint="Open it by StudyInstanceUID."
         )
-    path = f"{PREFIX}{uids.pop()}"
+    return uids.pop()
+
+
+def fetch_study_files(
+    folder: Path,
+    *,
+    study_uid: str | None = None,
+    accession: str | None = None,
+    client: Any | None = None,
+    max_files: int | None = None,
+    max_bytes: int | None = None,
+) -> tuple[int, int]:
+    """Finds one study (:func:`find_study`) and writes its raw instances into ``folder`` for an intake that
+    runs elsewhere (the web server parses in a child process with a timeout, as it does uploads).
+
+    The files are raw, not de-identified: ``folder`` must be private and removed once intake has read it.
+    The limits are checked before anything is written.
+
+    Returns:
+        (files, bytes) written.
+
+    Raises:
+        LimitExceededError: The study has more instances or bytes than allowed.
+        DicomwebQueryError, DicomwebStudyGoneError, DicomwebAmbiguousError, DicomwebError: As
+            :func:`find_study` and the fetch raise them.
+    """
+    from zebra.errors import LimitExceededError
+
+    client = client or default_client()
+    uid = find_study(study_uid=study_uid, accession=accession, client=client)
+    parts = client.fetch_study(uid)
+    if max_files is not None and len(parts) > max_files:
+        raise LimitExceededError(
+            f"The study has more than {max_files} instances.",
+            hint="Ask the administrator to raise the limit.",
+        )
+    if max_bytes is not None and sum(len(p) for p in parts) > max_bytes:
+        raise LimitExceededError(
+            f"The study is larger than {max_bytes / 2**20:.0f} MiB.",
+            hint="Ask the administrator to raise the limit.",
+        )
+    return _write_parts(parts, Path(folder))
+
+
+def open_study(
+    *, study_uid: str | None = None, accession: str | None = None, client: Any | None = None
+) -> Any:
+    """Fetches one study from the configured server by StudyInstanceUID or accession number and reads it
+    through intake (de-identified), for a front end's "Open from PACS" (matched as :func:`find_study`).
+
+    Returns:
+        The de-identified :class:`zebra.intake.Study`.
+
+    Raises:
+        DicomwebQueryError: Neither or both given, or a malformed value.
+        DicomwebStudyGoneError: No such study on the server. DicomwebAmbiguousError: Several studies match.
+        DicomwebError: The server failed.
+        IntakeError: Intake refused what the server sent.
+    """
+    client = client or default_client()
+    path = f"{PREFIX}{find_study(study_uid=study_uid, accession=accession, client=client)}"
     try:
         return load_study(path, client=client)
     finally:
