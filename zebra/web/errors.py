@@ -91,6 +91,18 @@ class ServerBusyError(WebError):
         self.retry_after = max(1, int(retry_after))
 
 
+class ConflictError(WebError):
+    """The request cannot be done in the server's present state (a feature not set up, an ambiguous name)."""
+
+    status_code = 409
+
+
+class PacsUnavailableError(WebError):
+    """The PACS did not answer, refused the server's credentials or is misconfigured (details in the log)."""
+
+    status_code = 503
+
+
 class UploadTimeoutError(WebError, IntakeError):
     """Parsing an upload took longer than allowed."""
 

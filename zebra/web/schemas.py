@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class ErrorBody(BaseModel):
@@ -125,3 +125,29 @@ class StorageResponse(BaseModel):
 
     used_bytes: int
     quota_bytes: int
+
+
+class PacsOpenRequest(BaseModel):
+    """A study to open from the operator's PACS: exactly one of ``accession`` and ``study_uid`` (exact match).
+
+    There is no field for a server: studies come from the server the administrator configured only.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    accession: str | None = Field(
+        default=None, max_length=64, description="Accession number: up to 16 characters, no wildcards."
+    )
+    study_uid: str | None = Field(
+        default=None, max_length=128, description="StudyInstanceUID: up to 64 digits and dots."
+    )
+    role: str = Field(default="current", max_length=16, description="current or prior, as for uploads.")
+    session_id: str | None = Field(
+        default=None, max_length=64, description="Attach to this chat session (one of yours)."
+    )
+
+
+class PacsStatus(BaseModel):
+    """Whether this server can open studies from a PACS (the administrator configured ``[dicomweb]``)."""
+
+    configured: bool

@@ -146,8 +146,10 @@ def store_upload(
     session_id: str | None,
     n_files: int,
     n_bytes: int,
+    origin: str = "upload",
 ) -> dict[str, Any]:
-    """Saves a parsed upload for ``user_id``, attaches it to a chat session, and records an audit event.
+    """Saves a parsed upload for ``user_id``, attaches it to a chat session, and records an audit event
+    (``origin``: ``upload``, or ``pacs`` for a study opened from the PACS).
 
     Raises:
         ResourceNotFoundError: When ``session_id`` is not one of the user's sessions.
@@ -173,6 +175,7 @@ def store_upload(
                     target_id=row.id,
                     details={
                         "role": role,
+                        "origin": origin,
                         "files": n_files,
                         "bytes": n_bytes,
                         "source_kind": study.source_kind,

@@ -1,4 +1,4 @@
-"""Studies: upload, metadata, display images with window/level, overlays, evidence thumbnails."""
+"""Studies: upload, open from PACS, metadata, display images with window/level, overlays, evidence thumbnails."""
 
 from __future__ import annotations
 
@@ -17,13 +17,15 @@ from starlette.concurrency import run_in_threadpool
 from zebra.web.auth import AuthedUser
 from zebra.web.context import AppContext, current_user, get_context
 from zebra.web.deletion import delete_study, storage_used
-from zebra.web.errors import BadRequestError, PayloadTooLargeError, ResourceNotFoundError
+from zebra.web.errors import BadRequestError, ConflictError, PayloadTooLargeError, ResourceNotFoundError
 from zebra.web.intake_worker import load_study_isolated
-from zebra.web.schemas import ErrorBody
+from zebra.web.pacs_open import fetch_into, is_configured, parse_reference
+from zebra.web.schemas import ErrorBody, PacsOpenRequest, PacsStatus
 from zebra.web.studies import (
     ROLES,
     describe_study,
     list_studies,
+    owned_chat,
     owned_study,
     render_png,
     store_upload,
@@ -152,8 +154,12 @@ async def _parse_and_store(
     dest: Path,
     role: str | None,
     session_id: str | None,
+    origin: str = "upload",
 ) -> dict[str, Any]:
-    """De-identifies a received upload in a child process and stores it (linked to ``session_id`` if given)."""
+    """De-identifies a received upload in a child process and stores it (linked to ``session_id`` if given).
+
+    ``origin`` (``upload`` or ``pacs``) is recorded in the audit event.
+    """
     role = (role or received.fields.get("role") or "current").strip().lower()
     session_id = session_id or None
     if role not in ROLES:
@@ -176,7 +182,90 @@ async def _parse_and_store(
         session_id=session_id,
         n_files=len(received.files),
         n_bytes=received.total_bytes,
+        origin=origin,
     )
+
+
+@router.get(
+    "/pacs",
+    response_model=PacsStatus,
+    summary="Whether studies can be opened from a PACS",
+    description="`configured` is true when the administrator set up `[dicomweb]` (docs/pacs.md).",
+    tags=["pacs"],
+)
+async def pacs_status(request: Request, user: AuthedUser = Depends(current_user)) -> PacsStatus:
+    return PacsStatus(configured=is_configured(get_context(request).settings))
+
+
+def _check_session(ctx: AppContext, session_id: str, user_id: int) -> None:
+    with ctx.store.session() as s:
+        owned_chat(s, session_id, user_id)
+
+
+@router.post(
+    "/studies/pacs",
+    status_code=201,
+    summary="Open a study from the PACS",
+    description=(
+        "Fetches one study from the DICOMweb server the administrator configured (never one a user names) by "
+        "`accession` number or `study_uid` (exactly one; exact match, no wildcards), then reads, de-identifies "
+        "and stores it exactly like an upload: same limits (`server.max_upload_bytes`, `server.max_upload_files`, "
+        "the storage quota, uploads and questions in flight), same answer as `POST /api/studies`. `role` "
+        "(current|prior) and `session_id` as for uploads. 404: no study matches; 409: several studies have the "
+        "accession number, or no PACS is configured (see `GET /api/pacs`); 503: the PACS could not be reached "
+        "(details in the server log only)."
+    ),
+    tags=["pacs"],
+    responses={
+        400: {"model": ErrorBody},
+        409: {"model": ErrorBody},
+        413: {"model": ErrorBody},
+        422: {"model": ErrorBody},
+        503: {"model": ErrorBody},
+    },
+)
+async def open_from_pacs(
+    body: PacsOpenRequest, request: Request, user: AuthedUser = Depends(current_user)
+) -> JSONResponse:
+    ctx = get_context(request)
+    limits = ctx.settings.server
+    ref = parse_reference(body.accession, body.study_uid)
+    role = (body.role or "current").strip().lower()
+    if role not in ROLES:
+        raise BadRequestError(f"Unknown role {role!r}.", hint="Use role current or prior.")
+    if not is_configured(ctx.settings):
+        raise ConflictError(
+            "Opening studies from a PACS is not set up on this server.",
+            hint="Upload the study instead, or ask the administrator to configure [dicomweb] (docs/pacs.md).",
+        )
+    session_id = body.session_id or None
+    with ExitStack() as in_progress:
+        in_progress.enter_context(ctx.inflight.hold(user.id))
+        in_progress.enter_context(ctx.pending_uploads.track(user.id, session_id))
+        if session_id:  # before the PACS is asked: a wrong session must not cost a fetch
+            await run_in_threadpool(_check_session, ctx, session_id, user.id)
+        dest = Path(tempfile.mkdtemp(prefix="pacs-", dir=ctx.upload_tmp))
+        try:
+            quota_left = await _quota_left(ctx, user.id)
+            files = dest / "files"
+            files.mkdir(mode=0o700)
+            # Raw, identifiable instances: only in this request's private folder, removed below whatever happens.
+            _, n_bytes = await run_in_threadpool(
+                fetch_into,
+                ctx.settings,
+                ref,
+                files,
+                max_files=limits.max_upload_files,
+                max_bytes=limits.max_upload_bytes,
+            )
+            if quota_left is not None and n_bytes > quota_left:
+                raise _quota_error(ctx)
+            received = ReceivedUpload(files=sorted(files.iterdir()), total_bytes=n_bytes)
+            out = await _parse_and_store(ctx, user, received, dest, role, session_id, origin="pacs")
+        finally:
+            await run_in_threadpool(shutil.rmtree, dest, True)
+    log.info("opened from PACS by user %s: study %s, %d images", user.id, out["id"], out["n_images"])
+    return JSONResponse(out, status_code=201)
 
 
 def _list(ctx: AppContext, user_id: int) -> list[dict[str, Any]]:

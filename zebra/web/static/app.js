@@ -80,6 +80,7 @@ async function showApp(user) {
   $("signout").hidden = false;
   $("account-button").hidden = false;
   pollKnowledgeBase();
+  refreshPacs();
   await refreshSessions();
 }
 
@@ -254,20 +255,78 @@ async function runUpload(files, role) {
     const query = new URLSearchParams({ role, session_id: sid });
     const study = await api("POST", `/api/studies?${query}`, form);
     if (gen !== state.generation) return { ok: false, stale: true };
-    state.studies[role] = study;
-    const warn = study.warnings && study.warnings.length ? ` (${study.warnings.length} warning(s))` : "";
-    setStatus(`${role === "prior" ? "Prior" : "Study"} loaded: ${study.modality || study.source_kind}, ` +
-      `${study.n_images} image(s)${warn}.`, "ok");
-    state.showing = role;
-    setStudyButtons();
-    loadViewer();
-    refreshSessions();
+    showLoadedStudy(study, role);
     return { ok: true, study };
   } catch (e) {
     if (gen !== state.generation) return { ok: false, stale: true };
     setStatus(`The upload failed: ${errorText(e)} The ${role === "prior" ? "prior" : "study"} is not loaded.`,
       "bad");
     return { ok: false, error: e };
+  }
+}
+
+/* A study the server stored (uploaded or opened from the PACS) goes to the viewer as `role`. */
+function showLoadedStudy(study, role, via = "") {
+  state.studies[role] = study;
+  const warn = study.warnings && study.warnings.length ? ` (${study.warnings.length} warning(s))` : "";
+  setStatus(`${role === "prior" ? "Prior" : "Study"} loaded${via}: ${study.modality || study.source_kind}, ` +
+    `${study.n_images} image(s)${warn}.`, "ok");
+  state.showing = role;
+  setStudyButtons();
+  loadViewer();
+  refreshSessions();
+}
+
+/* ---------- open from PACS (the server fetches from the administrator's DICOMweb server) ---------- */
+
+async function refreshPacs() {
+  let configured = false;
+  try { configured = (await api("GET", "/api/pacs")).configured === true; } catch (_) { configured = false; }
+  $("pacs-form").hidden = !configured;
+}
+
+function onPacsOpen(ev) {
+  ev.preventDefault();
+  const kind = $("pacs-kind").value === "study_uid" ? "study_uid" : "accession";
+  const role = $("pacs-role").value === "prior" ? "prior" : "current";
+  const value = $("pacs-value").value.trim();
+  if (!value) return;
+  if (kind === "study_uid" && !/^[0-9]+(\.[0-9]+)+$/.test(value)) {
+    setStatus("A Study UID is digits and dots, e.g. 1.2.840.1.", "bad");
+    return;
+  }
+  if (kind === "accession" && /[*?\\,=&]/.test(value)) {
+    setStatus("An accession number is matched exactly: no wildcards (* ?) or , \\ = &.", "bad");
+    return;
+  }
+  // Registered like an upload: a question asked meanwhile waits for the study.
+  const uploads = state.uploads;
+  const task = runPacsOpen(kind, value, role);
+  uploads.add(task);
+  task.then(() => uploads.delete(task));
+}
+
+async function runPacsOpen(kind, value, role) {
+  const gen = state.generation;
+  const button = $("pacs-open");
+  button.disabled = true;
+  setStatus("Fetching the study from the PACS and de-identifying it…");
+  try {
+    const created = !state.sessionId;
+    const sid = await ensureSession();
+    if (created) refreshSessions();
+    const study = await api("POST", "/api/studies/pacs", { [kind]: value, role, session_id: sid });
+    if (gen !== state.generation) return { ok: false, stale: true };
+    $("pacs-value").value = "";
+    showLoadedStudy(study, role, " from the PACS");
+    return { ok: true, study };
+  } catch (e) {
+    if (gen !== state.generation) return { ok: false, stale: true };
+    setStatus(`Opening from the PACS failed: ${errorText(e)} The ${role === "prior" ? "prior" : "study"} ` +
+      "is not loaded.", "bad");
+    return { ok: false, error: e };
+  } finally {
+    button.disabled = false;
   }
 }
 
@@ -948,6 +1007,7 @@ async function start() {
   });
   wireDrop("drop-current", $("upload-current"), "current");
   wireDrop("drop-prior", $("upload-prior"), "prior");
+  $("pacs-form").addEventListener("submit", onPacsOpen);
   wireViewer();
   try {
     const me = await api("GET", "/api/me");
