@@ -88,7 +88,8 @@ def built(tmp_path: Path, corpus: Path, zebra_env: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def minilm():
-    """The real all-MiniLM-L6-v2 text embedder, loaded once per session."""
+    """The real all-MiniLM-L6-v2 text embedder on torch, loaded once per session (test_onnx_backend.py
+    covers the onnx backend)."""
     from index_builder.embedders import create_text_embedder
 
-    return create_text_embedder("builtin")
+    return create_text_embedder("builtin", backend="torch")

@@ -155,15 +155,24 @@ def test_minilm_builtin(minilm) -> None:
     assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-4)
     assert vecs[0] @ vecs[1] > vecs[0] @ vecs[2] + 0.2
     assert minilm.count_tokens("glioblastoma") > 1  # word pieces
-    assert create_text_embedder("builtin") is minilm  # cached per process
+    assert create_text_embedder("builtin", backend="torch") is minilm  # cached per process
 
 
 @pytest.mark.slow
 def test_minilm_bundle_search(
-    minilm, tmp_path: Path, corpus: Path, long_corpus: Path, zebra_env: Path
+    minilm,
+    tmp_path: Path,
+    corpus: Path,
+    long_corpus: Path,
+    zebra_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from index_builder.build import build_bundle
     from index_builder.bundle import Bundle
+    from zebra.config import get_settings
+
+    monkeypatch.setenv("ZEBRA_MODELS__TEXT_BACKEND", "torch")
+    get_settings.cache_clear()
 
     out = tmp_path / "real"
     m = build_bundle(out, [f"jsonl:{corpus}", f"jsonl:{long_corpus}?name=long"], text_embedder="builtin")
@@ -173,6 +182,7 @@ def test_minilm_bundle_search(
         "dim": 384,
         "max_tokens": 256,
         "normalize": True,
+        "backend": "torch",
     }
     bundle = Bundle.open(out)
     assert bundle.text_embedder() is minilm
