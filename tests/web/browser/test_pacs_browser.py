@@ -17,6 +17,8 @@ pytestmark = pytest.mark.browser
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
+REPO = Path(__file__).resolve().parents[3]
+SHOTS = REPO / "artifacts" / "screenshots"
 ACCESSION = "ZB0042"
 #: Generous: the machines that run this are often slow and loaded.
 WAIT_MS = 60_000
@@ -124,6 +126,8 @@ def test_open_from_pacs_by_accession_loads_the_viewer(servers: dict[str, Any], w
                 timeout=WAIT_MS,
             )
             assert page.get_by_test_id("pacs-value").input_value() == ""
+            SHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SHOTS / "07-open-from-pacs.png"))
             assert page.get_by_test_id("session-item").count() == 1
 
             # The opened study is the session's current study: the question carries its image.

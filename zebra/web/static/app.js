@@ -1008,6 +1008,9 @@ async function start() {
   wireDrop("drop-current", $("upload-current"), "current");
   wireDrop("drop-prior", $("upload-prior"), "prior");
   $("pacs-form").addEventListener("submit", onPacsOpen);
+  $("pacs-kind").addEventListener("change", () => {
+    $("pacs-value").placeholder = $("pacs-kind").value === "study_uid" ? "e.g. 1.2.840.113619.2.55" : "e.g. A12345";
+  });
   wireViewer();
   try {
     const me = await api("GET", "/api/me");
