@@ -134,6 +134,9 @@ def make_session(path: Path, threads: int | None = None) -> Any:
     opts.intra_op_num_threads = threads or available_cores()
     opts.inter_op_num_threads = 1  # one sequential graph: a second pool only competes for the cores
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # Idle threads sleep instead of spinning: on a shared 2-core machine (server + background build, other
+    # jobs) spinning burns the cores others need; measured 5% less CPU under load, same wall time.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.log_severity_level = 3
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
@@ -154,6 +157,9 @@ class OnnxTextEmbedder:
     """
 
     backend = "onnx"
+    #: Largest batch run at once: callers' batches are split. Activations of 16 x 256 tokens stay in
+    #: cache; measured 10% less CPU time than batches of 64 on MiniLM (docs/encoders.md).
+    max_batch = 16
 
     def __init__(
         self,
@@ -244,7 +250,8 @@ class OnnxTextEmbedder:
         # Longest first, like sentence-transformers: batches of similar length carry little padding.
         order = np.argsort([-len(str(t)) for t in texts], kind="stable")
         out: np.ndarray | None = None
-        steps = range(0, len(texts), max(1, batch_size))
+        batch_size = max(1, min(batch_size, self.max_batch))
+        steps = range(0, len(texts), batch_size)
         if show_progress:
             from tqdm.auto import tqdm
 

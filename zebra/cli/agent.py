@@ -168,6 +168,9 @@ def bench_agent(
         "--backends/--no-backends",
         help="Also compare the torch and onnx text encoders on the bundle (speed, query latency, agreement).",
     ),
+    backend_chunks: int = typer.Option(
+        512, "--backend-chunks", min=8, help="Bundle chunks encoded by each text backend in the comparison."
+    ),
 ) -> None:
     """End-to-end answer latency (p50/p95) with the builtin backends by default, and the torch and onnx
     text encoders side by side; prints JSON."""
@@ -184,7 +187,7 @@ def bench_agent(
     emb = agent.resources.get_searcher().text_embedder
     result["text_backend"] = getattr(emb, "backend", None)
     if backends:
-        result["text_encoders"] = compare_text_backends(agent)
+        result["text_encoders"] = compare_text_backends(agent, chunks=backend_chunks)
     typer.echo(json.dumps(result, indent=2))
 
 
