@@ -405,7 +405,7 @@ def test_medpix_dev_top10_agree_across_backends(
 
     torch_emb, onnx_emb = minilm_pair
     monkeypatch.setattr(text, "_onnx_embedder", lambda path, name: onnx_emb)
-    docs = collect([create_source(f"medpix:{medpix_root}?split=train")]).documents[:300]
+    docs = collect([create_source(f"medpix:{medpix_root}?split=train")]).documents[:150]
     with text_backend("torch"):
         build_bundle(tmp_path / "b", [MemorySource(docs, "medpix")], text_embedder="builtin")
     bundle = Bundle.open(tmp_path / "b")
