@@ -228,6 +228,21 @@ def _discard(folder: Path) -> None:
         shutil.rmtree(trash, ignore_errors=True)
 
 
+def _discard_stale(folder: Path, model_dir: Path) -> None:
+    """Removes exports of the same model folder made from older weights or recipes (their keys differ)."""
+    prefix = folder.name.rsplit("-", 1)[0]
+    for other in folder.parent.glob(f"{prefix}-*"):
+        if other == folder or not other.is_dir():
+            continue
+        try:
+            info = json.loads((other / CACHE_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # not ours to judge: an export in progress has no record yet
+        if info.get("model_dir") == str(model_dir):
+            log.info("removing the outdated ONNX export %s", other)
+            _discard(other)
+
+
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -280,6 +295,7 @@ def _export(
                 ) from None
             return found
         _fsync(folder.parent)
+        _discard_stale(folder, model_dir)
     except ModelError:
         raise
     except Exception as exc:

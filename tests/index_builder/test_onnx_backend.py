@@ -186,6 +186,11 @@ def test_cache_is_reused_verified_and_reexported_when_corrupted(
         again = OnnxTextEmbedder(tiny, cache_root=folder.parent)
     assert again.export.sha256 == tiny_onnx.export.sha256
 
+    # An export of the same folder under an older key is removed once a new export is published.
+    stale = folder.parent / f"{folder.name.rsplit('-', 1)[0]}-0123456789abcdef"
+    stale.mkdir()
+    (stale / CACHE_FILE).write_text(json.dumps({"model_dir": str(tiny), "files": {}}), encoding="utf-8")
+
     # Flip bytes in the middle of the model: the checksum catches it and the model is exported anew.
     data = bytearray((folder / MODEL_FILE).read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -193,6 +198,7 @@ def test_cache_is_reused_verified_and_reexported_when_corrupted(
     with caplog.at_level(logging.WARNING, logger="index_builder.embedders.onnx_export"):
         fresh = OnnxTextEmbedder(tiny, cache_root=folder.parent)
     assert "SHA-256" in caplog.text and "exporting the model again" in caplog.text
+    assert not stale.exists()
     assert sha256_file(fresh.export.path) == fresh.export.sha256
     assert np.allclose(fresh.encode(TEXTS[:3]), tiny_onnx.encode(TEXTS[:3]), atol=1e-4)
 
