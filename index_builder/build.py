@@ -389,6 +389,7 @@ def add_to_bundle(
                 got.documents, temb, config, first, batch_size=batch_size, show_progress=show_progress
             )
             faiss_factory.add_vectors(parts.text_index, vectors, ids)
+            _record_added_backend(manifest, temb)
             parts.documents = tables.concat([parts.documents, new_docs], tables.DOCUMENT_SCHEMA)
             parts.chunks = tables.concat([parts.chunks, new_chunks], tables.CHUNK_SCHEMA)
             manifest["next_vector_id"] = {**manifest.get("next_vector_id", {}), "text": first + len(ids)}
@@ -455,6 +456,23 @@ def _write_cross_modal(writer: BundleWriter, parts: BundleParts, manifest: Manif
         block,
         lambda: create_image_embedder(block["spec"]),
         previous=previous,
+    )
+
+
+def _record_added_backend(manifest: Manifest, embedder: Any) -> None:
+    """Records in the manifest when added vectors come from another backend than the bundle's own (an onnx query
+    encoder adding to a torch-built bundle: the two agree to cosine >= 0.99, docs/encoders.md, but the manifest must
+    say what computed its vectors)."""
+    info = dict(manifest.get("text_embedder") or {})
+    backend = str(getattr(embedder, "backend", "torch"))
+    if backend == str(info.get("backend", "torch")):
+        return
+    info["added_with"] = sorted({*info.get("added_with", []), backend})
+    manifest["text_embedder"] = info
+    log.info(
+        "vectors added with the %s backend to a %s bundle (recorded in the manifest)",
+        backend,
+        info.get("backend", "torch"),
     )
 
 

@@ -183,3 +183,30 @@ def test_lazy_loads_refuse_a_bundle_swapped_underneath(built: Path, corpus: Path
     with pytest.raises(BundleChangedError, match="Open it again"):
         _ = reader.text_index
     assert len(chunks) == 4 and set(Bundle.open(built).documents["source"]) == {"v2"}
+
+
+def test_add_records_vectors_of_another_backend(
+    built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bundle keeps saying which backends computed its vectors when `add` runs on another one."""
+    bundle = Bundle.open(built)
+    own = bundle.text_embedder()
+    assert bundle.manifest["text_embedder"]["backend"] == "numpy"
+
+    class _Other:  # the same vectors, reported as another backend
+        backend = "onnx"
+
+        def __getattr__(self, name: str):
+            return getattr(own, name)
+
+    monkeypatch.setattr(Bundle, "text_embedder", lambda self: _Other())
+    new = write_jsonl(
+        tmp_path / "n.jsonl", [{"id": "x", "title": "X", "text": "Extra document about ependymoma."}]
+    )
+    m = add_to_bundle(built, [f"jsonl:{new}"])
+    assert m["text_embedder"]["backend"] == "numpy" and m["text_embedder"]["added_with"] == ["onnx"]
+    monkeypatch.undo()
+    again = add_to_bundle(
+        built, [f"jsonl:{write_jsonl(tmp_path / 'm.jsonl', [{'id': 'y', 'title': 'Y', 'text': 'More.'}])}"]
+    )
+    assert again["text_embedder"]["added_with"] == ["onnx"]  # kept; same-backend adds change nothing
