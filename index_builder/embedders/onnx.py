@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from index_builder.embedders.onnx_export import OnnxExport, ensure_export
-from zebra.errors import ModelError, NotFoundError
+from index_builder.embedders.text import model_folder
+from zebra.errors import ModelError
 
 log = logging.getLogger(__name__)
 
@@ -169,13 +170,7 @@ class OnnxTextEmbedder:
         cache_root: Path | None = None,
         threads: int | None = None,
     ) -> None:
-        path = Path(path).expanduser()
-        if not path.is_dir():
-            raise NotFoundError(
-                f"Text model folder {path} does not exist.",
-                hint="Pass an existing sentence-transformers folder, e.g. --text-embedder st:/path/to/model.",
-            )
-        self.path = path
+        self.path = path = model_folder(path)
         self.name = name or path.name
         self.modules = read_modules(path)
         from transformers import AutoTokenizer

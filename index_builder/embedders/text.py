@@ -25,6 +25,23 @@ from zebra.errors import ConfigError, ModelError, NotFoundError
 log = logging.getLogger(__name__)
 
 BUILTIN_TEXT_MODEL = "all-MiniLM-L6-v2"
+
+
+def model_folder(path: str | Path) -> Path:
+    """``path`` as an existing sentence-transformers folder.
+
+    Raises:
+        NotFoundError: When the folder does not exist.
+    """
+    path = Path(path).expanduser()
+    if not path.is_dir():
+        raise NotFoundError(
+            f"Text model folder {path} does not exist.",
+            hint="Pass an existing sentence-transformers folder, e.g. --text-embedder st:/path/to/model.",
+        )
+    return path
+
+
 #: Values of ``models.text_backend``.
 TEXT_BACKENDS = ("auto", "onnx", "torch")
 
@@ -53,13 +70,7 @@ class SentenceTransformerEmbedder:
     backend = "torch"
 
     def __init__(self, path: str | Path, *, name: str | None = None, device: str = "cpu") -> None:
-        path = Path(path).expanduser()
-        if not path.is_dir():
-            raise NotFoundError(
-                f"Text model folder {path} does not exist.",
-                hint="Pass an existing sentence-transformers folder, e.g. --text-embedder st:/path/to/model.",
-            )
-        self.path = path
+        self.path = path = model_folder(path)
         self.name = name or path.name
         self.device = device
         self._model: Any = None

@@ -59,28 +59,10 @@ def test_unseen_is_refused_for_a_predictor_that_does_not_retrieve(synth: Path, t
 
 
 def test_a_seen_run_cannot_be_resumed_as_unseen(synth: Path, synth_bundle: Path, tmp_path: Path) -> None:
-    out = tmp_path / "r"
-    run_eval(
-        synth,
-        out,
-        "retrieval",
-        predictor_options={"bundle": synth_bundle},
-        limit=2,
-        report=False,
-        n_resamples=20,
-    )
+    common = {"predictor_options": {"bundle": synth_bundle}, "limit": 2, "report": False, "n_resamples": 20}
+    run_eval(synth, tmp_path / "r", "retrieval", **common)
     with pytest.raises(EvalConfigError, match="unseen"):
-        run_eval(
-            synth,
-            out,
-            "retrieval",
-            predictor_options={"bundle": synth_bundle},
-            limit=2,
-            resume=True,
-            unseen=True,
-            report=False,
-            n_resamples=20,
-        )
+        run_eval(synth, tmp_path / "r", "retrieval", resume=True, unseen=True, **common)
 
 
 def test_hide_adds_the_case_s_linked_documents_and_images() -> None:

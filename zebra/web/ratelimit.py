@@ -29,6 +29,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from zebra.web.errors import RateLimitedError, ServerBusyError
+from zebra.web.inflight import AsyncSlots
 
 #: Default free failures per (user name, address) pair before backoff.
 FREE_FAILURES = 5
@@ -230,7 +231,7 @@ class LoginThrottle:
                 del self._known[pair]
 
 
-class PasswordCheckSlots:
+class PasswordCheckSlots(AsyncSlots):
     """At most ``slots`` password checks at once for the whole server; others wait up to ``wait_s``.
 
     Waiting polls on the event loop (no thread held) and the count is guarded by a lock, so one instance
@@ -248,19 +249,9 @@ class PasswordCheckSlots:
     def __init__(
         self, slots: int = PASSWORD_CHECK_SLOTS, wait_s: float = PASSWORD_CHECK_WAIT_S, max_waiting: int = 64
     ) -> None:
-        self.slots = max(1, int(slots))
+        super().__init__(slots)
         self.wait_s = max(0.0, float(wait_s))
         self.max_waiting = max(0, int(max_waiting))
-        self._busy = 0
-        self._waiting = 0
-        self._lock = threading.Lock()
-
-    def _try(self) -> bool:
-        with self._lock:
-            if self._busy < self.slots:
-                self._busy += 1
-                return True
-            return False
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
