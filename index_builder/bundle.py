@@ -263,8 +263,9 @@ def _identity(path: Path) -> tuple[int, int]:
 
 
 def _cross_backend(embedder: TextEmbedder, info: dict[str, Any], path: Path) -> TextEmbedder:
-    """``embedder`` when its backend may query vectors of the bundle's backend; otherwise the bundle's own
-    backend (``auto``) or a :class:`~zebra.errors.ConfigError` (a backend set explicitly).
+    """The embedder that queries a bundle: with ``auto``, the bundle's own backend whenever it is available
+    (same encoder for index and queries); with a backend set explicitly, ``embedder`` when its vectors agree
+    with the bundle's backend, else a :class:`~zebra.errors.ConfigError`.
 
     torch and onnx vectors are interchangeable when the onnx export agrees with torch (mean/min cosine on
     the export's probe texts, :func:`index_builder.embedders.onnx_export.agreement_ok`). Bundles written
@@ -277,6 +278,23 @@ def _cross_backend(embedder: TextEmbedder, info: dict[str, Any], path: Path) -> 
     now = str(getattr(embedder, "backend", built))
     if now == built or not {now, built} <= {"torch", "onnx"}:
         return embedder
+    if configured_backend() == "auto":
+        # Queries with the encoder that built the index: onnx queries on the torch-built default bundle moved
+        # MedPix dev agent top-1 by -0.03 (docs/encoders.md), beyond the 0.02 the backends may differ by.
+        from index_builder.embedders import create_text_embedder
+        from zebra.errors import ZebraError
+
+        try:
+            own = create_text_embedder(info["spec"], backend=built)
+        except ZebraError as exc:
+            log.warning(
+                "bundle %s was built with %s, which is not available here: %s", path, built, exc.message
+            )
+        else:
+            log.info(
+                "bundle %s was built with the %s text encoder; querying it with %s too", path, built, built
+            )
+            return own
     # The onnx side's agreement: the live export's, or the one recorded when the bundle was built.
     agreement = (
         getattr(embedder, "agreement", None) if now == "onnx" else (info.get("onnx") or {}).get("agreement")

@@ -306,8 +306,11 @@ def test_bundle_records_backend_and_is_searchable_with_the_other(
     assert block["onnx"]["agreement"]["mean_cosine"] > 0.98
 
     queries = [" ".join(np.random.default_rng(i).choice(WORDS, size=5)) for i in range(30)]
-    torch_built = Bundle.open(tmp_path / "t")
-    assert torch_built.text_embedder().backend == "onnx"  # auto queries the torch bundle with onnx
+    assert Bundle.open(tmp_path / "t").text_embedder().backend == "torch"  # auto: the bundle's own backend
+    assert Bundle.open(tmp_path / "o").text_embedder().backend == "onnx"
+    with text_backend("onnx"):  # set explicitly: the torch bundle is queried with onnx (they agree)
+        torch_built = Bundle.open(tmp_path / "t")
+        assert torch_built.text_embedder().backend == "onnx"
     q_onnx = torch_built.text_embedder().encode(queries)
     q_torch = create_text_embedder(spec, backend="torch").encode(queries)
     top_o = [[v for v, _ in row] for row in torch_built.search_vectors(q_onnx, 10)]
@@ -334,7 +337,9 @@ def test_legacy_manifest_is_torch_and_divergence_is_refused(
     manifest = json.loads(path.read_text())
     del manifest["text_embedder"]["backend"]  # a bundle from before backends were recorded
     path.write_text(json.dumps(manifest))
-    assert Bundle.open(tmp_path / "b").text_embedder().backend == "onnx"
+    assert Bundle.open(tmp_path / "b").text_embedder().backend == "torch"  # legacy = torch; auto keeps it
+    with text_backend("onnx"):
+        assert Bundle.open(tmp_path / "b").text_embedder().backend == "onnx"
 
     # A bundle whose recorded onnx agreement is poor is refused to torch queries, with the way out.
     with text_backend("onnx"):
@@ -414,8 +419,9 @@ def test_medpix_dev_top10_agree_across_backends(
     docs = collect([create_source(f"medpix:{medpix_root}?split=train")]).documents[:150]
     with text_backend("torch"):
         build_bundle(tmp_path / "b", [MemorySource(docs, "medpix")], text_embedder="builtin")
-    bundle = Bundle.open(tmp_path / "b")
-    assert bundle.text_embedder() is onnx_emb  # auto: the torch-built bundle is queried with onnx
+    with text_backend("onnx"):  # set explicitly: the torch-built bundle is queried with onnx
+        bundle = Bundle.open(tmp_path / "b")
+        assert bundle.text_embedder() is onnx_emb
     cases = [c for c in load_medpix_cases(medpix_root, "dev") if (c.history or c.findings).strip()][:40]
     queries = [f"{c.history} {c.findings}".strip() for c in cases]
     tops = {
