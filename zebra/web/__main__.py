@@ -1,4 +1,5 @@
-"""``python -m zebra.web [--host H] [--port P] [--test-agent]``: the server without the ``zebra`` CLI.
+"""``python -m zebra.web [--host H] [--port P] [--test-agent] [--no-build-kb]``: the server without the ``zebra``
+CLI.
 
 ``--test-agent`` answers with the scripted test agent (labelled "[test agent]"); ``zebra bench chat`` uses
 it to measure the web stack alone.
@@ -22,6 +23,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=None)
     parser.add_argument("--test-agent", action="store_true", help="Use the scripted test agent.")
     parser.add_argument("--no-access-log", action="store_true")
+    parser.add_argument(
+        "--no-build-kb", action="store_true", help="Never start a background knowledge-base build."
+    )
     args = parser.parse_args(argv)
     settings = get_settings()
     setup_logging(settings.log_level)
@@ -38,6 +42,8 @@ def main(argv: list[str] | None = None) -> None:
         echo=lambda line: typer.echo(line, err=True),
         agent_factory=factory,
         access_log=not args.no_access_log,
+        # the scripted test agent needs no knowledge base
+        build_knowledge_base=not (args.no_build_kb or args.test_agent),
     )
 
 

@@ -111,6 +111,8 @@ def local_server(settings: Settings, *, test_agent: bool, admin: tuple[str, str]
             "--port",
             str(port),
             "--no-access-log",
+            # a benchmark measures the server; it must never start building a knowledge base behind it
+            "--no-build-kb",
         ]
         if test_agent:
             cmd.append("--test-agent")
