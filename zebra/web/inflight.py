@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
@@ -55,15 +56,35 @@ class AsyncSlots:
         with self._lock:
             return self._busy
 
+    #: Longest wait for a slot (``None``: as long as it takes) and most holders waiting at once (``None``: no
+    #: limit); beyond either, :meth:`_busy_error` is raised. Subclasses set them (sign-in checks, issue 15).
+    wait_s: float | None = None
+    max_waiting: int | None = None
+
+    def _busy_error(self) -> Exception:
+        return RuntimeError("no slot came free")  # unreachable without wait_s / max_waiting
+
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
-        """Holds one slot for the ``async with`` block, waiting on the event loop for it."""
+        """Holds one slot for the ``async with`` block, waiting on the event loop for it.
+
+        Raises:
+            The :meth:`_busy_error` when ``wait_s`` passes or ``max_waiting`` others wait already.
+        """
         if not self._try():
             with self._lock:
-                self._waiting += 1
+                full = self.max_waiting is not None and self._waiting >= self.max_waiting
+                if not full:
+                    self._waiting += 1
+            if full:
+                raise self._busy_error()
             try:
+                deadline = None if self.wait_s is None else time.monotonic() + self.wait_s
                 while not self._try():
-                    await asyncio.sleep(self.POLL_S)
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        raise self._busy_error()
+                    await asyncio.sleep(self.POLL_S if left is None else min(self.POLL_S, left))
             finally:
                 with self._lock:
                     self._waiting -= 1

@@ -21,11 +21,9 @@ and then gets 503.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from zebra.web.errors import RateLimitedError, ServerBusyError
@@ -253,38 +251,7 @@ class PasswordCheckSlots(AsyncSlots):
         self.wait_s = max(0.0, float(wait_s))
         self.max_waiting = max(0, int(max_waiting))
 
-    @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Holds one slot for the ``with`` block.
-
-        Raises:
-            ServerBusyError: No slot came free within ``wait_s`` (or too many attempts wait already).
-        """
-        if not self._try():
-            with self._lock:
-                full = self._waiting >= self.max_waiting
-                if not full:
-                    self._waiting += 1
-            if full:
-                raise self._busy_error()
-            try:
-                deadline = time.monotonic() + self.wait_s
-                while not self._try():
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        raise self._busy_error()
-                    await asyncio.sleep(min(self.POLL_S, left))
-            finally:
-                with self._lock:
-                    self._waiting -= 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._busy -= 1
-
-    @staticmethod
-    def _busy_error() -> ServerBusyError:
+    def _busy_error(self) -> ServerBusyError:
         return ServerBusyError(
             "The server is busy checking other sign-ins.", hint="Try again in a moment.", retry_after=1
         )
