@@ -85,6 +85,17 @@ def users(app) -> dict[str, int]:
     }
 
 
+def ask(client: Any, session_id: str, **extra: Any) -> list[Any]:
+    """Asks "What is it?" in a session (``extra`` joins the JSON body); returns the parsed SSE events."""
+    from zebra.web.sse import parse_sse
+
+    with client.stream(
+        "POST", f"/api/sessions/{session_id}/messages", json={"question": "What is it?", **extra}
+    ) as resp:
+        assert resp.status_code == 200, resp.read()
+        return parse_sse("".join(resp.iter_text()))
+
+
 def sign_in(app: Any, username: str, password: str = PASSWORD):
     """A new TestClient signed in by cookie, with the CSRF header preset."""
     from fastapi.testclient import TestClient
@@ -132,7 +143,7 @@ def web():
     """Helpers for the test modules (conftest modules are not importable under --import-mode=importlib)."""
     from types import SimpleNamespace
 
-    return SimpleNamespace(sign_in=sign_in, png_bytes=png_bytes, upload=upload, PASSWORD=PASSWORD)
+    return SimpleNamespace(sign_in=sign_in, png_bytes=png_bytes, upload=upload, ask=ask, PASSWORD=PASSWORD)
 
 
 def _free_port() -> int:

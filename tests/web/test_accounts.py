@@ -10,17 +10,7 @@ import os
 import pytest
 from sqlalchemy import text
 
-from zebra.web.sse import parse_sse
-
 NEW_PASSWORD = "a much better passphrase"
-
-
-def _ask(client, session_id: str, **extra):
-    with client.stream(
-        "POST", f"/api/sessions/{session_id}/messages", json={"question": "What is it?", **extra}
-    ) as resp:
-        assert resp.status_code == 200, resp.read()
-        return parse_sse("".join(resp.iter_text()))
 
 
 def _login(app, username: str, password: str) -> int:
@@ -199,7 +189,7 @@ def test_deleting_a_study_leaves_nothing_behind(app, alice, bob, web, zebra_env,
     kept = web.upload(bob, [("b.png", web.png_bytes(seed=3))]).json()  # someone else's: must stay
     study = web.upload(alice, [("a.dcm", ct_small.read_bytes())]).json()
     session = alice.post("/api/sessions", json={"study_id": study["id"]}).json()
-    _ask(alice, session["id"], image_index=0)
+    web.ask(alice, session["id"], image_index=0)
     with ctx.store.session() as s:
         uid = s.execute(text("SELECT study_uid FROM studies WHERE id = :i"), {"i": study["id"]}).scalar()
         patient = s.execute(text("SELECT patient_id FROM studies WHERE id = :i"), {"i": study["id"]}).scalar()

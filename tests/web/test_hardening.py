@@ -17,17 +17,8 @@ from pathlib import Path
 import pytest
 
 from zebra.errors import ConfigError, ZebraError
-from zebra.web.sse import parse_sse
 
 SECRET_URL = "http://reasoner:hunter2-secret@10.1.2.3:8001/v1"
-
-
-def _ask(client, session_id: str, **extra):
-    with client.stream(
-        "POST", f"/api/sessions/{session_id}/messages", json={"question": "What is it?", **extra}
-    ) as resp:
-        assert resp.status_code == 200, resp.read()
-        return parse_sse("".join(resp.iter_text()))
 
 
 def _mode(path: Path) -> int:
@@ -70,7 +61,7 @@ def test_agent_errors_reach_users_without_internal_details(make_app, users, web,
     app = make_app(agent_factory=LeakyAgent)
     with web.sign_in(app, "bob") as bob, caplog.at_level(logging.ERROR):
         session = bob.post("/api/sessions", json={}).json()
-        kind, data = _ask(bob, session["id"])[-1]
+        kind, data = web.ask(bob, session["id"])[-1]
     assert kind == "error" and data["hint"]
     assert "10.1.2.3" not in str(data) and "hunter2" not in str(data) and "upstream" not in str(data)
     assert "10.1.2.3" in caplog.text and "hunter2" not in caplog.text  # details logged, secret masked
@@ -83,7 +74,7 @@ def test_agent_start_failure_hides_its_reason(make_app, users, web, caplog):
     app = make_app(agent_factory=broken)
     with web.sign_in(app, "bob") as bob, caplog.at_level(logging.ERROR):
         session = bob.post("/api/sessions", json={}).json()
-        kind, data = _ask(bob, session["id"])[-1]
+        kind, data = web.ask(bob, session["id"])[-1]
     assert kind == "error" and "could not start" in data["error"]
     assert "hunter2" not in str(data) and "10.1.2.3" not in str(data) and "hunter2" not in caplog.text
 
@@ -112,7 +103,7 @@ def test_overlays_do_not_survive_a_database_reset(make_app, users, web, zebra_en
     with web.sign_in(first, "bob") as bob:
         study = web.upload(bob, [("a.png", web.png_bytes(seed=1))]).json()
         session = bob.post("/api/sessions", json={"study_id": study["id"]}).json()
-        _ask(bob, session["id"], image_index=0)
+        web.ask(bob, session["id"], image_index=0)
         assert bob.get(f"/api/studies/{study['id']}/images/0/overlays").json()["available"]
     fresh = Store(f"sqlite:///{tmp_path / 'fresh.db'}")
     second = make_app(store=fresh)
@@ -128,7 +119,7 @@ def test_overlays_do_not_survive_a_database_reset(make_app, users, web, zebra_en
 def test_data_is_private_to_the_server_user(app, alice, web, zebra_env):
     study = web.upload(alice, [("a.png", web.png_bytes())]).json()
     session = alice.post("/api/sessions", json={"study_id": study["id"]}).json()
-    _ask(alice, session["id"], image_index=0)
+    web.ask(alice, session["id"], image_index=0)
     assert _mode(zebra_env) == 0o700
     assert _mode(zebra_env / "zebra.db") == 0o600
     for folder in ("studies", "web", "web/incoming", "web/overlays"):
