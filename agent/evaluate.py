@@ -75,7 +75,7 @@ class EvalCase:
 
 def cases_from_nova(path: str | Path) -> list[EvalCase]:
     """Cases of a NOVA data set (gold = ``final_diagnosis``)."""
-    from zebra.datasets import read_nova
+    from zebra_datasets import read_nova
 
     dataset = read_nova(path)
     out = []
@@ -95,7 +95,7 @@ def cases_from_nova(path: str | Path) -> list[EvalCase]:
 def cases_from_medpix(root: str | Path, split: str = "dev") -> list[EvalCase]:
     """Every case of a MedPix split (inputs as in the NOVA conversion; images when shipped as PNG)."""
     from agent.fit import read_medpix_cases
-    from zebra.intake import load_study
+    from zebra_intake import load_study
 
     def loader(path: str) -> Callable[[], Any]:
         return lambda: load_study(path).images[0].display

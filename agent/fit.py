@@ -60,7 +60,7 @@ class FitCase:
 
 
 def _clean(value: Any) -> str:
-    from zebra.datasets.text import clean_text
+    from zebra_datasets.text import clean_text
 
     return clean_text(value) or ""
 
@@ -144,7 +144,7 @@ def read_medpix_cases(root: str | Path, split: str) -> list[FitCase]:
 
 def _case_images(case: FitCase, max_images: int) -> list[Any]:
     """The case's shipped images (display arrays), at most ``max_images``; unreadable ones are skipped."""
-    from zebra.intake import load_study
+    from zebra_intake import load_study
 
     out = []
     for path in case.images[:max_images]:

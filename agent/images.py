@@ -31,7 +31,7 @@ def load_inputs(
 
     Items: file paths, numpy arrays, PIL images, or ``(name, any of those)`` pairs.
 
-    A path is read with :func:`zebra.intake.load_study` (DICOM, NIfTI, PNG/JPEG, folders, zips; de-identified);
+    A path is read with :func:`zebra_intake.load_study` (DICOM, NIfTI, PNG/JPEG, folders, zips; de-identified);
     a study with more images than ``max_images`` contributes evenly spaced ones. Arrays and PIL images pass
     through (as arrays).
 
@@ -48,7 +48,7 @@ def load_inputs(
                 (item[0] if len(named) == 1 else f"{item[0]}#{i}", arr) for i, (_, arr) in enumerate(named)
             ]
         elif isinstance(item, str | Path):
-            from zebra.intake import load_study
+            from zebra_intake import load_study
 
             path = Path(item).expanduser()
             study = load_study(path)

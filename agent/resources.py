@@ -77,7 +77,7 @@ class Resources:
         ``None``.
 
         Only the settings' default bundle is awaited (``zebra setup --background`` / ``zebra serve`` build it,
-        :mod:`zebra.kb_build`); another configured bundle that does not exist is an error of
+        :mod:`index_builder.background`); another configured bundle that does not exist is an error of
         :meth:`get_searcher`. Once the bundle is published the next question opens it: no restart.
         """
         if self.searcher is not None:
@@ -90,7 +90,7 @@ class Resources:
             bundle / "manifest.json"
         ).is_file() or bundle.resolve() != settings.bundle_dir.expanduser().resolve():
             return None
-        from zebra.kb_build import read_status
+        from index_builder.background import read_status
 
         return read_status(settings).progress_words()
 

@@ -46,7 +46,7 @@ from eval.predictors import ABLATIONS, INPUTS, TASKS, CasePrediction, Predictor,
 from eval.scoring import DEFAULT_UNIT, HEADLINE, SECONDARY, UNITS, score_predictions
 
 if TYPE_CHECKING:
-    from zebra.datasets import NovaDataset, NovaRecord
+    from zebra_datasets import NovaDataset, NovaRecord
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def _now() -> str:
 
 
 def _load_dataset(data: str | Path | NovaDataset) -> tuple[NovaDataset, str]:
-    from zebra.datasets import NovaDataset, read_nova
+    from zebra_datasets import NovaDataset, read_nova
 
     if isinstance(data, NovaDataset):
         return data, str(data.root)
@@ -347,7 +347,7 @@ def run_eval(
     )
     view = None
     if "image" in effective:
-        from zebra.datasets import NovaDataset
+        from zebra_datasets import NovaDataset
 
         view = NovaDataset(dataset.root, [redact(r, effective) for r in dataset.records])
     wall_start = time.perf_counter()

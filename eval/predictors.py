@@ -33,7 +33,7 @@ from eval.errors import EvalConfigError
 from zebra.registry import Registry
 
 if TYPE_CHECKING:
-    from zebra.datasets import NovaDataset, NovaRecord
+    from zebra_datasets import NovaDataset, NovaRecord
 
 log = logging.getLogger(__name__)
 

@@ -57,7 +57,7 @@ from eval.metrics.terms import Vocabulary, extract_terms, f1_from_counts, term_c
 from retrieval.taxonomy import Icd10Index, acr_distance, is_cae, taxonomy_distance
 
 if TYPE_CHECKING:
-    from zebra.datasets import NovaRecord
+    from zebra_datasets import NovaRecord
 
 log = logging.getLogger(__name__)
 

@@ -41,7 +41,7 @@ def _now() -> str:
 
 
 #: ``show_progress`` of the builders: a tqdm bar (``True``), none (``False``), or a callback
-#: ``(stage, done, total)`` (the background build's status file, :mod:`zebra.kb_build`).
+#: ``(stage, done, total)`` (the background build's status file, :mod:`index_builder.background`).
 Progress = bool | Callable[[str, int, int], None]
 
 

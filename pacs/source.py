@@ -1,21 +1,20 @@
 """``dicomweb:QUERY`` worklists, and fetching a study into the hardened intake when its lease is taken.
 
 A worklist ``dicomweb:ModalitiesInStudy=MR&StudyDate=20260101-`` is a QIDO-RS study search on the
-configured server (the query string is passed as search filters; ``limit=N`` caps the studies). Each study
-becomes a :class:`triage.types.WorkItem` whose key is ``dicomweb-`` + a hash of its StudyInstanceUID and
+configured server (the query string is passed as search filters; ``limit=N`` caps the studies);
+:func:`triage.dicomweb.read_dicomweb_worklist` makes each study a :class:`triage.types.WorkItem` whose key is ``dicomweb-`` + a hash of its StudyInstanceUID and
 whose study path is ``dicomweb:<StudyInstanceUID>``: the original UID stays in the triage run's private
 state (the store), which is what lets results be written back next to the images; it is never logged.
 Studies of the same patient (hashed) are paired with the previous one as their prior, as for DICOM trees.
 
 :func:`load_study` fetches the study's instances with WADO-RS as raw bytes into a private temporary folder
-and reads it with :func:`zebra.intake.load_study`, so intake's checks and PS3.15 de-identification apply
+and reads it with :func:`zebra_intake.load_study`, so intake's checks and PS3.15 de-identification apply
 exactly as for files (an object intake refuses fails the item like a bad upload). The raw instances of the
 last few studies stay in this process's memory for the write-back (:func:`fetched`), never on disk.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import shutil
 import tempfile
@@ -75,7 +74,7 @@ def parse_query(worklist: str) -> tuple[dict[str, str], int | None]:
     return filters, limit
 
 
-def _value(record: dict[str, Any], keyword: str) -> str:
+def record_value(record: dict[str, Any], keyword: str) -> str:
     from pydicom.datadict import tag_for_keyword
 
     tag = tag_for_keyword(keyword)
@@ -89,63 +88,6 @@ def _value(record: dict[str, Any], keyword: str) -> str:
     return str(first).strip()
 
 
-def read_dicomweb_worklist(
-    worklist: str, *, client: Any | None = None, pair_priors: bool = True
-) -> list[Any]:
-    """The studies a ``dicomweb:QUERY`` finds, as work items (see the module docstring).
-
-    Args:
-        worklist: ``dicomweb:`` followed by a QIDO-RS query string (may be empty: every study).
-        client: A :class:`pacs.client.DicomwebClient` (default: from the settings).
-        pair_priors: Give each study the patient's previous study as its prior.
-
-    Raises:
-        DicomwebQueryError, DicomwebNotConfiguredError: Bad query or no server.
-        DicomwebAuthError, DicomwebUnreachableError, DicomwebError: When the search fails.
-    """
-    from pacs.client import DicomwebClient
-    from triage.types import WorkItem, short_hash
-
-    filters, limit = parse_query(worklist)
-    client = client or DicomwebClient.from_settings()
-    records = client.search_studies(filters, limit=limit)
-    studies: dict[str, dict[str, Any]] = {}
-    for record in records:
-        uid = _value(record, "StudyInstanceUID")
-        if not uid or uid in studies:
-            continue
-        pid = _value(record, "PatientID")
-        studies[uid] = {
-            "accession": _value(record, "AccessionNumber") or None,
-            # Kept in memory only, hashed: pairs a study with the patient's previous study.
-            "patient": short_hash(f"pid:{pid}", 20) if pid else None,
-            "when": f"{_value(record, 'StudyDate')}{_value(record, 'StudyTime')}",
-        }
-    priors: dict[str, str] = {}
-    if pair_priors:
-        by_patient: dict[str, list[str]] = {}
-        for uid, entry in studies.items():
-            if entry["patient"] and entry["when"]:
-                by_patient.setdefault(entry["patient"], []).append(uid)
-        for uids in by_patient.values():
-            uids.sort(key=lambda u: (studies[u]["when"], short_hash(u)))
-            for earlier, later in itertools.pairwise(uids):
-                priors[later] = earlier
-    # Stable order whatever order the server answers in: by study date/time, then by hashed UID.
-    order = sorted(studies, key=lambda u: (studies[u]["when"], short_hash(u)))
-    items = [
-        WorkItem(
-            item_key=f"dicomweb-{short_hash(f'uid:{uid}', 20)}",
-            accession=studies[uid]["accession"],
-            study_path=f"{PREFIX}{uid}",
-            prior_path=f"{PREFIX}{priors[uid]}" if uid in priors else None,
-        )
-        for uid in order
-    ]
-    log.info("DICOMweb search found %d stud%s", len(items), "y" if len(items) == 1 else "ies")
-    return items
-
-
 # ---------------------------------------------------------------------------------------------------- fetch
 @dataclass
 class FetchedStudy:
@@ -154,7 +96,7 @@ class FetchedStudy:
     Attributes:
         study_uid: The original StudyInstanceUID (private to this process).
         parts: The raw Part 10 bytes of each instance; intake read them as ``000000.dcm``, ``000001.dcm`` ...
-        study: The de-identified :class:`zebra.intake.Study`.
+        study: The de-identified :class:`zebra_intake.Study`.
     """
 
     study_uid: str
@@ -197,14 +139,14 @@ def load_study(study_path: str, *, client: Any | None = None) -> Any:
     """Fetches ``dicomweb:<uid>`` with WADO-RS and reads it through intake (module docstring).
 
     Returns:
-        The de-identified :class:`zebra.intake.Study`.
+        The de-identified :class:`zebra_intake.Study`.
 
     Raises:
         DicomwebStudyGoneError: The study is not on the server any more.
         DicomwebAuthError, DicomwebUnreachableError, DicomwebError: The fetch failed after its retries.
         IntakeError: Intake refused what the server sent.
     """
-    from zebra.intake import load_study as intake_load
+    from zebra_intake import load_study as intake_load
 
     uid = study_uid_of(study_path)
     client = client or default_client()
@@ -318,7 +260,7 @@ def find_study(
         key = "AccessionNumber"
     client = client or default_client()
     records = client.search_studies({key: value}, limit=2)
-    uids = {u for u in (_value(r, "StudyInstanceUID") for r in records) if u}
+    uids = {u for u in (record_value(r, "StudyInstanceUID") for r in records) if u}
     if not uids:
         raise DicomwebStudyGoneError("No study on the PACS matches.", hint="Check the number.")
     if len(uids) > 1:
@@ -376,7 +318,7 @@ def open_study(
     through intake (de-identified), for a front end's "Open from PACS" (matched as :func:`find_study`).
 
     Returns:
-        The de-identified :class:`zebra.intake.Study`.
+        The de-identified :class:`zebra_intake.Study`.
 
     Raises:
         DicomwebQueryError: Neither or both given, or a malformed value.

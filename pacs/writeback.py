@@ -24,7 +24,7 @@ logging.getLogger("highdicom").setLevel(logging.WARNING)
 def _analysed_image(study: Any, image: np.ndarray | None) -> Any:
     """The study's ``MedicalImage`` whose display pixels are ``image`` (the one the analyser reports on);
     the middle image of the largest series when the analyser did not say."""
-    from triage import studies
+    from zebra_intake import picking as studies
 
     if image is not None:
         for series in sorted(study.series, key=lambda s: -len(s.images)):

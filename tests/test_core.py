@@ -80,7 +80,7 @@ def test_bad_settings_are_config_errors(
 def test_cli_reports_typed_errors_without_traceback(
     zebra_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from zebra.cli import main
+    from zebra_cli import main
 
     monkeypatch.setenv("ZEBRA_INTAKE__MAX_FILES", "many")
     with pytest.raises(SystemExit) as exit_info:

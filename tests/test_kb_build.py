@@ -1,4 +1,4 @@
-"""The default knowledge base built in the background (zebra.kb_build): status, lock, crash safety."""
+"""The default knowledge base built in the background (index_builder.background): status, lock, crash safety."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from zebra.kb_build import KbStatus, StatusWriter, read_status, start_background_build
+from index_builder.background import KbStatus, StatusWriter, read_status, start_background_build
 
 
 class _Clock:

@@ -16,7 +16,7 @@ def builds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     from PIL import Image
 
     import index_builder.build
-    import zebra.bootstrap
+    import index_builder.default_kb
 
     corpus = tmp_path / "docs.jsonl"
     corpus.write_text(
@@ -38,13 +38,13 @@ def builds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[Path]:
         calls.append(Path(out))
         return real(out, srcs, text_embedder="hash:64", **kw)
 
-    monkeypatch.setattr(zebra.bootstrap, "default_sources", lambda settings: sources)
+    monkeypatch.setattr(index_builder.default_kb, "default_sources", lambda settings: sources)
     monkeypatch.setattr(index_builder.build, "build_bundle", build)
     return calls
 
 
 def test_setup_builds_keeps_and_rebuilds(zebra_env: Path, builds: list[Path]) -> None:
-    import zebra.bootstrap as bootstrap
+    import index_builder.default_kb as bootstrap
     from zebra.config import get_settings
 
     settings = get_settings()
@@ -62,7 +62,7 @@ def test_setup_builds_keeps_and_rebuilds(zebra_env: Path, builds: list[Path]) ->
 
 
 def test_stale_image_encoder_triggers_a_rebuild(zebra_env: Path, builds: list[Path]) -> None:
-    import zebra.bootstrap as bootstrap
+    import index_builder.default_kb as bootstrap
     from zebra.config import get_settings
 
     settings = get_settings()
@@ -87,7 +87,7 @@ def _make_stale(bundle_dir: Path) -> None:
 def test_stale_bundle_is_reembedded_not_rebuilt(zebra_env: Path, builds: list[Path]) -> None:
     import faiss
 
-    import zebra.bootstrap as bootstrap
+    import index_builder.default_kb as bootstrap
     from zebra.config import get_settings
 
     settings = get_settings()
@@ -113,7 +113,7 @@ def test_stale_bundle_is_reembedded_not_rebuilt(zebra_env: Path, builds: list[Pa
 def test_reembedding_falls_back_to_a_rebuild_when_images_are_gone(
     zebra_env: Path, builds: list[Path]
 ) -> None:
-    import zebra.bootstrap as bootstrap
+    import index_builder.default_kb as bootstrap
     from index_builder.bundle import Bundle
     from zebra.config import get_settings
 

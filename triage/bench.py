@@ -66,7 +66,7 @@ def bench_triage(
     from triage.ray_engine import ray_available
     from triage.worker import limit_threads
     from triage.worklist import read_worklist
-    from zebra.datasets import generate_synthetic
+    from zebra_datasets import generate_synthetic
 
     analyser = analyser or AnalyserSpec()
     report: dict[str, Any] = {

@@ -9,13 +9,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from triage.errors import WorklistError
+from zebra_intake.picking import display_array, pick_images
+
+__all__ = ["display_array", "load", "pick_images"]
 
 
-def load(study_path: str) -> Any:  # -> zebra.intake.Study
-    """Reads ``study_path`` with :func:`zebra.intake.load_study` (a file, a folder, or a JSON list of files),
+def load(study_path: str) -> Any:  # -> zebra_intake.Study
+    """Reads ``study_path`` with :func:`zebra_intake.load_study` (a file, a folder, or a JSON list of files),
     or fetches a ``dicomweb:<StudyInstanceUID>`` study with WADO-RS first (:func:`pacs.source.load_study`).
 
     A list of files (one DICOM study sharing its folder with other studies) is hard-linked, or copied when
@@ -27,7 +28,7 @@ def load(study_path: str) -> Any:  # -> zebra.intake.Study
         DicomwebError, DicomwebStudyGoneError: When a DICOMweb study cannot be fetched.
     """
     from pacs.source import is_dicomweb
-    from zebra.intake import load_study
+    from zebra_intake import load_study
 
     if is_dicomweb(study_path):
         from pacs.source import load_study as load_dicomweb
@@ -50,25 +51,3 @@ def load(study_path: str) -> Any:  # -> zebra.intake.Study
         return load_study(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def pick_images(study: Any, max_images: int = 1) -> list[Any]:
-    """Up to ``max_images`` images of the study's largest series, evenly spaced around its middle.
-
-    Returns:
-        ``MedicalImage`` objects (empty when the study holds none).
-    """
-    series = max((s for s in study.series if s.images), key=lambda s: len(s.images), default=None)
-    if series is None:
-        return []
-    images = series.images
-    n = max(1, min(int(max_images), len(images)))
-    if n == 1:
-        return [images[len(images) // 2]]
-    idx = np.linspace(0, len(images) - 1, n + 2)[1:-1].round().astype(int)
-    return [images[i] for i in dict.fromkeys(idx.tolist())]
-
-
-def display_array(image: Any) -> np.ndarray:
-    """The uint8 picture of a ``MedicalImage`` (its colour pixels when it has them)."""
-    return image.rgb if getattr(image, "rgb", None) is not None else image.display

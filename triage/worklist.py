@@ -75,7 +75,7 @@ def read_worklist(path: str | os.PathLike[str], *, kind: WorklistKind = "auto") 
     from pacs.source import is_dicomweb
 
     if is_dicomweb(str(path)):
-        from pacs.source import read_dicomweb_worklist
+        from triage.dicomweb import read_dicomweb_worklist
 
         items = read_dicomweb_worklist(str(path))
         if not items:
@@ -312,8 +312,8 @@ def read_nova_worklist(path: Path) -> list[WorkItem]:
     Raises:
         WorklistError: When the data set cannot be read.
     """
-    from zebra.datasets import read_nova
     from zebra.errors import DatasetError
+    from zebra_datasets import read_nova
 
     try:
         dataset = read_nova(path)

@@ -11,8 +11,8 @@ import numpy as np
 
 def synthetic_slice(size: int, seed: int = 0, scale: float = 1.0) -> np.ndarray:
     """A synthetic brain-like uint8 slice with one lesion (Zebra's synthetic generator)."""
-    from zebra.datasets.synth.lesions import render_lesion, sample_lesion
-    from zebra.datasets.synth.phantom import make_brain
+    from zebra_datasets.synth.lesions import render_lesion, sample_lesion
+    from zebra_datasets.synth.phantom import make_brain
 
     rng = np.random.default_rng(seed)
     anatomy = make_brain(rng, size, "T1c")

@@ -1,7 +1,7 @@
 """The gate's first rule: what the DICOM header says about modality and body part.
 
 The built-in model knows head CT and MR only. When the header of a DICOM image (the ``meta`` of a
-:class:`zebra.intake.types.MedicalImage`) says otherwise, the image is refused as ``out_of_domain`` before
+:class:`zebra_intake.types.MedicalImage`) says otherwise, the image is refused as ``out_of_domain`` before
 any pixel is looked at, with a reason that names what the header says:
 
 * **Modality** (0008,0060) present and not ``CT`` or ``MR``: CR, DX, US, NM, PT, MG, XA, OT, SEG ... are
@@ -17,7 +17,7 @@ any pixel is looked at, with a reason that names what the header says:
 
 * **Descriptions** (Study / Series Description, Protocol Name) that name another body region and never the
   head, when Body Part Examined is empty: the loader keeps one word of a closed list from them before
-  de-identification removes them (``meta["described_region"]``, see :mod:`zebra.intake.regions`).
+  de-identification removes them (``meta["described_region"]``, see :mod:`zebra_intake.regions`).
   pydicom-data's shoulder MR (``SHOULDER`` in its Study Description only) is refused by this rule.
 * **Field of view** (Pixel Spacing x Rows / Columns) wider than :data:`MAX_HEAD_FOV_MM` in either direction:
   an adult head is about 150 mm wide and 200 mm long, and head CT and MR protocols use fields of view of about
@@ -35,7 +35,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from vlm.types import GateResult
-from zebra.intake.regions import REGION_NAMES
+from zebra_intake.regions import REGION_NAMES
 
 #: Widest field of view, in mm, that a head image has (module docstring).
 MAX_HEAD_FOV_MM = 330.0

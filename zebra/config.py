@@ -83,7 +83,7 @@ class ServerSettings(BaseModel):
     #: Largest request body except uploads, counted on the bytes received (chunked bodies too).
     max_body_bytes: int = 1 * MiB
     #: Free failed sign-ins per (user name, client address), per user name (from addresses with failures of
-    #: their own), and per address, before backoff (zebra.web.ratelimit, docs/security.md).
+    #: their own), and per address, before backoff (zebra_web.ratelimit, docs/security.md).
     login_free_failures: int = 5
     login_free_failures_per_user: int = 20
     login_free_failures_per_address: int = 20

@@ -1,4 +1,4 @@
-"""``nova:PATH``: a NOVA-layout data set (read with :func:`zebra.datasets.nova.read_nova`) as text.
+"""``nova:PATH``: a NOVA-layout data set (read with :func:`zebra_datasets.nova.read_nova`) as text.
 
 Per image with a caption, a ``caption`` document; per case, a ``case_report`` document made of the clinical
 history, the captions of its images and the final diagnosis (``diagnosis = final_diagnosis``).
@@ -19,8 +19,8 @@ log = logging.getLogger(__name__)
 
 
 def read_dataset(path: Path) -> Any:
-    """The :class:`~zebra.datasets.nova.NovaDataset` at ``path`` (errors are already typed)."""
-    from zebra.datasets.nova import read_nova
+    """The :class:`~zebra_datasets.nova.NovaDataset` at ``path`` (errors are already typed)."""
+    from zebra_datasets.nova import read_nova
 
     return read_nova(path)
 

@@ -125,8 +125,8 @@ def test_prompt_injection_is_never_executed_by_builtin(make_agent) -> None:
 
 
 def test_cli_ask_json(bundle: Path, zebra_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    import zebra.cli.agent  # noqa: F401  (registers the commands)
-    from zebra.cli import main
+    import zebra_cli.agent  # noqa: F401  (registers the commands)
+    from zebra_cli import main
 
     main(
         [
@@ -156,8 +156,8 @@ def test_cli_ask_json(bundle: Path, zebra_env: Path, capsys: pytest.CaptureFixtu
 def test_cli_bad_option_is_a_typed_error(
     bundle: Path, zebra_env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import zebra.cli.agent  # noqa: F401
-    from zebra.cli import main
+    import zebra_cli.agent  # noqa: F401
+    from zebra_cli import main
 
     with pytest.raises(SystemExit) as exc:
         main(["ask", "--bundle", str(bundle), "-o", "nonsense=1", "hi"])
@@ -166,8 +166,8 @@ def test_cli_bad_option_is_a_typed_error(
 
 
 def test_cli_session_and_trace(bundle: Path, zebra_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    import zebra.cli.agent  # noqa: F401
-    from zebra.cli import main
+    import zebra_cli.agent  # noqa: F401
+    from zebra_cli import main
 
     common = [
         "--bundle",

@@ -106,7 +106,7 @@ def test_dialogue_setting_replies_with_the_findings_sentences(make_agent, scan) 
 
 
 def test_compare_settings_is_paired_on_shared_cases() -> None:
-    from zebra.cli.agent import compare_settings
+    from zebra_cli.agent import compare_settings
 
     def row(case: str, rank: int | None) -> dict:
         return {"case_id": case, "agent_rank": rank}

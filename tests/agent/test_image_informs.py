@@ -289,7 +289,7 @@ def test_mpx1770_gives_intracranial_diagnoses_only(tmp_path: Path, zebra_env: Pa
     from agent.anatomy import candidate_region
     from agent.api import Agent
     from index_builder.build import build_bundle
-    from zebra.intake import load_study
+    from zebra_intake import load_study
 
     from .conftest import make_config
 

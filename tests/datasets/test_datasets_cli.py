@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from zebra.cli import main
-from zebra.datasets.nova import read_nova
+from zebra_cli import main
+from zebra_datasets.nova import read_nova
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

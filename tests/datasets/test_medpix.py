@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from zebra.datasets.convert import convert_medpix
-from zebra.datasets.nova import read_nova
-from zebra.datasets.text import clean_text
 from zebra.errors import ConfigError, DatasetError
+from zebra_datasets.convert import convert_medpix
+from zebra_datasets.nova import read_nova
+from zebra_datasets.text import clean_text
 
 
 def test_clean_text_strips_html_and_whitespace_noise() -> None:

@@ -12,10 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from zebra.datasets.errors import MissingColumnsError
-from zebra.datasets.nova import BBox, NovaDataset, NovaRecord, read_nova, write_nova
-from zebra.datasets.schema import BBOX_TYPE, COLUMNS
 from zebra.errors import ConfigError, DatasetError
+from zebra_datasets.errors import MissingColumnsError
+from zebra_datasets.nova import BBox, NovaDataset, NovaRecord, read_nova, write_nova
+from zebra_datasets.schema import BBOX_TYPE, COLUMNS
 
 # The real nova-v1.parquet: a list of {x, y, width, height, source} structs and a meta struct.
 REAL_BBOX = pa.struct(

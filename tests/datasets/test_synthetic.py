@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from zebra.datasets.convert import generate_synthetic
-from zebra.datasets.convert.synthetic import CHANGES, convert_synthetic
-from zebra.datasets.nova import read_nova
-from zebra.datasets.synth.lesions import LESION_TYPES
 from zebra.errors import ConfigError, DatasetError
+from zebra_datasets.convert import generate_synthetic
+from zebra_datasets.convert.synthetic import CHANGES, convert_synthetic
+from zebra_datasets.nova import read_nova
+from zebra_datasets.synth.lesions import LESION_TYPES
 
 
 def _tree_bytes(root: Path) -> dict[str, bytes]:

@@ -9,10 +9,10 @@ import pytest
 import yaml
 from PIL import Image
 
-from zebra.datasets.convert import convert_yolo
-from zebra.datasets.convert.yolo import is_normal_class
-from zebra.datasets.nova import read_nova
 from zebra.errors import ConfigError, DatasetError
+from zebra_datasets.convert import convert_yolo
+from zebra_datasets.convert.yolo import is_normal_class
+from zebra_datasets.nova import read_nova
 
 
 def test_tiny_yolo_set(tiny_yolo: Path, tmp_path: Path) -> None:

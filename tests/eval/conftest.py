@@ -11,7 +11,7 @@ import pytest
 @pytest.fixture(scope="session")
 def synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 20-case synthetic NOVA-layout set (64 px images, gold boxes, captions, histories)."""
-    from zebra.datasets import generate_synthetic
+    from zebra_datasets import generate_synthetic
 
     root = tmp_path_factory.mktemp("synth") / "nova"
     generate_synthetic(root, n_cases=20, seed=0, size=64)
@@ -23,7 +23,7 @@ def synth_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A bundle of the captions and histories of *another* synthetic set (seed 1), labelled with their
     diagnoses, indexed with the hashing test embedder (no model weights)."""
     from index_builder.build import build_bundle
-    from zebra.datasets import generate_synthetic, read_nova
+    from zebra_datasets import generate_synthetic, read_nova
 
     root = tmp_path_factory.mktemp("bundle")
     generate_synthetic(root / "train", n_cases=21, seed=1, size=64)

@@ -16,15 +16,15 @@ from eval.errors import EvalConfigError
 from eval.harness import deterministic_part, read_predictions, run_eval
 from eval.judges import OfflineJudge
 from eval.predictors import PREDICTORS, CasePrediction, create_predictor
-from zebra.datasets import read_nova
+from zebra_datasets import read_nova
 
 HERE = Path(__file__).parent
 FAST_JUDGE = OfflineJudge(synonyms=[])
 
 
 def _cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    import zebra.cli.eval  # noqa: F401  (registers `zebra eval nova/compare`)
-    from zebra.cli import main
+    import zebra_cli.eval  # noqa: F401  (registers `zebra eval nova/compare`)
+    from zebra_cli import main
 
     try:
         main(argv)

@@ -14,7 +14,7 @@ from eval.harness import run_eval
 from eval.judges import OfflineJudge
 from eval.metrics.localisation import mean_localisation
 from eval.predictors import CasePrediction
-from zebra.datasets import read_nova
+from zebra_datasets import read_nova
 
 FAST_JUDGE = OfflineJudge(synonyms=[])
 
@@ -145,8 +145,8 @@ def test_compare_refuses_a_run_scored_before_protocols(synth: Path, tmp_path: Pa
 
 
 def test_cli_protocol_and_unit(synth: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    import zebra.cli.eval  # noqa: F401  (registers `zebra eval nova/compare`)
-    from zebra.cli import main
+    import zebra_cli.eval  # noqa: F401  (registers `zebra eval nova/compare`)
+    from zebra_cli import main
 
     def cli(argv: list[str]) -> tuple[int, str, str]:
         try:

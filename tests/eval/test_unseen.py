@@ -11,7 +11,7 @@ from eval.errors import EvalConfigError
 from eval.harness import run_eval
 from eval.judges import OfflineJudge
 from eval.unseen import UnseenHider
-from zebra.datasets import read_nova
+from zebra_datasets import read_nova
 
 
 def test_hider_matches_by_the_offline_judge() -> None:

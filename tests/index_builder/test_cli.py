@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from zebra.cli import main
+from zebra_cli import main
 
 from .conftest import HASH
 

@@ -217,7 +217,7 @@ def test_image_folder(tmp_path: Path) -> None:
 
 
 def test_nova_source(tmp_path: Path) -> None:
-    nova = pytest.importorskip("zebra.datasets.nova")
+    nova = pytest.importorskip("zebra_datasets.nova")
     from PIL import Image
 
     root = tmp_path / "nova"

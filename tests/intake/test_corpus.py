@@ -19,7 +19,7 @@ from pydicom.data import get_testdata_files
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from zebra.errors import UnsafeFileError, ZebraError
-from zebra.intake import load_study
+from zebra_intake import load_study
 
 FILES = sorted({Path(p) for p in get_testdata_files() if Path(p).is_file()}, key=str)
 

@@ -19,10 +19,10 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from zebra.errors import ZebraError
-from zebra.intake import load_study
-from zebra.intake.deid import deidentify, load_profile, pseudo_uid
-from zebra.intake.salt import load_or_create_salt, salt_path
 from zebra.logs import RedactingFilter
+from zebra_intake import load_study
+from zebra_intake.deid import deidentify, load_profile, pseudo_uid
+from zebra_intake.salt import load_or_create_salt, salt_path
 
 #: Names that happen to be everyday words (or our own vocabulary) and so cannot be searched for.
 _TOO_GENERIC = {"anonymized", "anonymous", "test", "modality", "removed", "name"}

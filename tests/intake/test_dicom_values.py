@@ -14,7 +14,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import MediaStorageDirectoryStorage, generate_uid
 
 from zebra.errors import UnsafeFileError
-from zebra.intake import load_study
+from zebra_intake import load_study
 
 STORED = np.array([[0, 100], [200, 300]], dtype=np.int16)
 

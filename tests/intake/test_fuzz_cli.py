@@ -8,10 +8,10 @@ import random
 from pydicom.data import get_testdata_file
 from typer.testing import CliRunner
 
-import zebra.cli.intake  # noqa: F401  (registers the commands on the shared Typer apps)
-from zebra.cli.app import app
-from zebra.intake.fuzz import build_seeds, make_case, run_fuzz
-from zebra.intake.mutate import mutate
+import zebra_cli.intake  # noqa: F401  (registers the commands on the shared Typer apps)
+from zebra_cli.app import app
+from zebra_intake.fuzz import build_seeds, make_case, run_fuzz
+from zebra_intake.mutate import mutate
 
 
 def test_fuzz_sample_has_no_crash_or_hang():

@@ -15,7 +15,7 @@ from PIL import Image
 
 from zebra.config import IntakeSettings
 from zebra.errors import CorruptFileError, LimitExceededError, UnsupportedFormatError
-from zebra.intake import load_study
+from zebra_intake import load_study
 
 # Voxel axes: i -> -y (posterior), j -> +z (superior), k -> -x (patient's left). Nothing like RAS.
 PERMUTED = np.array(

@@ -1,11 +1,11 @@
-"""The body region kept from a DICOM file's descriptions before de-identification (zebra.intake.regions)."""
+"""The body region kept from a DICOM file's descriptions before de-identification (zebra_intake.regions)."""
 
 from __future__ import annotations
 
 import pytest
 from pydicom.dataset import Dataset
 
-from zebra.intake.regions import REGION_NAMES, REGION_WORDS, described_region, region_of_texts
+from zebra_intake.regions import REGION_NAMES, REGION_WORDS, described_region, region_of_texts
 
 
 @pytest.mark.parametrize(
@@ -46,7 +46,7 @@ def test_loader_keeps_the_region_and_removes_the_descriptions() -> None:
     path = data.get_testdata_file("MR2_UNCR.dcm")
     if path is None:
         pytest.skip("pydicom-data is not installed")
-    from zebra.intake import load_study
+    from zebra_intake import load_study
 
     study = load_study(path)
     image = study.images[0]

@@ -14,8 +14,8 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from zebra.config import IntakeSettings
 from zebra.errors import LimitExceededError, UnsafeFileError, UnsupportedFormatError
-from zebra.intake import load_study
-from zebra.intake.guard import describe_preamble
+from zebra_intake import load_study
+from zebra_intake.guard import describe_preamble
 
 PIXELS = np.arange(16, dtype=np.int16).reshape(4, 4)
 MiB = 1 << 20

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from zebra.cli import build_app, main
+from zebra_cli import build_app, main
 
 runner = CliRunner()
 

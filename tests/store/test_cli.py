@@ -1,4 +1,4 @@
-"""``zebra db upgrade | current | check`` through :func:`zebra.cli.main`."""
+"""``zebra db upgrade | current | check`` through :func:`zebra_cli.main`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from zebra.cli import main
+from zebra_cli import main
 
 
 def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

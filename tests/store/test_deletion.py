@@ -45,8 +45,8 @@ def _count(db: Store, model, *where) -> int:
 
 @pytest.fixture
 def world(store: Store, tmp_path: Path):
-    from zebra.web.overlays import OverlayStore
-    from zebra.web.passwords import hash_password
+    from zebra_web.overlays import OverlayStore
+    from zebra_web.passwords import hash_password
 
     with store.session() as s:
         users = [m.User(username=n, password_hash=hash_password("long enough pw")) for n in ("ann", "ben")]
@@ -58,8 +58,8 @@ def world(store: Store, tmp_path: Path):
 
 
 def test_delete_study_removes_rows_and_files(world):
-    from zebra.web.deletion import delete_study
-    from zebra.web.errors import ResourceNotFoundError
+    from zebra_web.deletion import delete_study
+    from zebra_web.errors import ResourceNotFoundError
 
     db, data_dir, overlays, (ann, ben) = world
     gone, chat = _study(db, data_dir, ann, "2.25.1")
@@ -80,7 +80,7 @@ def test_delete_study_removes_rows_and_files(world):
 
 
 def test_delete_user_takes_their_studies(world):
-    from zebra.web.users import delete_user
+    from zebra_web.users import delete_user
 
     db, data_dir, overlays, (ann, _ben) = world
     _study(db, data_dir, ann, "2.25.3")
@@ -91,7 +91,7 @@ def test_delete_user_takes_their_studies(world):
 
 
 def test_purge_deletes_only_studies_past_retention(world):
-    from zebra.web.deletion import purge_studies
+    from zebra_web.deletion import purge_studies
 
     db, data_dir, overlays, (ann, _ben) = world
     old, _ = _study(db, data_dir, ann, "2.25.4", age_days=40)

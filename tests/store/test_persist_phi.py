@@ -13,8 +13,8 @@ from sqlalchemy import select
 import store as st
 from store import Store
 from zebra.errors import ZebraError
-from zebra.intake import load_study
-from zebra.persist import load_stored_pixels, save_study
+from zebra_intake import load_study
+from zebra_web.persist import load_stored_pixels, save_study
 
 
 def _identifiers(path: str) -> set[str]:

@@ -13,7 +13,7 @@ from PIL import Image
 from sqlalchemy import func, select
 
 #: Runs the ``zebra`` CLI with the triage commands registered (the lead adds them to COMMAND_MODULES).
-CLI_BOOT = "import sys, zebra.cli.triage; from zebra.cli import main; main(sys.argv[1:])"
+CLI_BOOT = "import sys, zebra_cli.triage; from zebra_cli import main; main(sys.argv[1:])"
 
 
 def cli_argv(*args: str) -> list[str]:
@@ -57,7 +57,7 @@ def csv_worklist(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def nova_worklist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A synthetic NOVA data set of 8 cases (half of them longitudinal pairs)."""
-    from zebra.datasets import generate_synthetic
+    from zebra_datasets import generate_synthetic
 
     root = tmp_path_factory.mktemp("nova") / "syn"
     generate_synthetic(root, n_cases=8, seed=3, size=96)

@@ -310,7 +310,7 @@ def test_study_vanishing_between_qido_and_wado_is_an_error_of_that_study_only(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import pacs.source as source
+    import triage.dicomweb as source
 
     gone = loaded["studies"][1][0].StudyInstanceUID
     search = source.read_dicomweb_worklist

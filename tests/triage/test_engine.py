@@ -65,8 +65,8 @@ def test_in_process_run_records_errors_and_goes_on(
 def test_cli_triage_command(
     csv_worklist: Path, zebra_env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import zebra.cli.triage  # noqa: F401  (registers the commands)
-    from zebra.cli import main
+    import zebra_cli.triage  # noqa: F401  (registers the commands)
+    from zebra_cli import main
 
     out = tmp_path / "cli-out"
     main(

@@ -45,7 +45,7 @@ def tiny_checkpoint(tiny_model, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def synthetic_nova(tmp_path_factory) -> Path:
     """6 synthetic cases at 64 px with longitudinal pairs, masks and attributes."""
-    from zebra.datasets.convert.synthetic import generate_synthetic
+    from zebra_datasets.convert.synthetic import generate_synthetic
 
     root = tmp_path_factory.mktemp("syn") / "nova"
     generate_synthetic(root, n_cases=6, seed=3, size=64, pairs=True)

@@ -9,8 +9,8 @@ from PIL import Image
 
 @pytest.fixture
 def cli():
-    import zebra.cli.vlm  # noqa: F401  (registers the commands until it is in COMMAND_MODULES)
-    from zebra.cli import main
+    import zebra_cli.vlm  # noqa: F401  (registers the commands until it is in COMMAND_MODULES)
+    from zebra_cli import main
 
     def run(argv: list[str]) -> int:
         try:

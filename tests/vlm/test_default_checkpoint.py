@@ -45,7 +45,7 @@ def test_registry_builds_the_default_once(zebra_env) -> None:
 def test_analyses_a_pydicom_mr_image(backend, tmp_path) -> None:
     from pydicom.data import get_testdata_file
 
-    from zebra.intake import load_study
+    from zebra_intake import load_study
 
     study = load_study(get_testdata_file("MR_small.dcm"))
     image = study.images[0]
@@ -134,8 +134,8 @@ def _tumour_images(tumor_root, per_class: int) -> list[tuple[Path, np.ndarray, n
     import yaml
     from PIL import Image
 
-    from zebra.datasets.convert.base import ConvertReport
-    from zebra.datasets.convert.yolo import parse_label_file
+    from zebra_datasets.convert.base import ConvertReport
+    from zebra_datasets.convert.yolo import parse_label_file
 
     names = yaml.safe_load((tumor_root / "data.yaml").read_text())["names"]
     tumour_ids = {i for i, n in enumerate(names) if n.lower().replace(" ", "_") not in ("no_tumor", "normal")}
@@ -184,7 +184,7 @@ def _pydicom_data_image(name: str):
     """The first image of a pydicom-data file, loaded as the app loads it (with its header)."""
     from pydicom.data import get_testdata_file
 
-    from zebra.intake import load_study
+    from zebra_intake import load_study
 
     path = get_testdata_file(name)
     if path is None:

@@ -12,8 +12,8 @@ from PIL import Image
 
 from eval.metrics.localisation import mean_localisation
 from vlm.eval.run import evaluate_detection
-from zebra.datasets.records import BBox, NovaRecord
 from zebra.errors import ConfigError
+from zebra_datasets.records import BBox, NovaRecord
 
 GOLD = [20.0, 20.0, 40.0, 40.0]
 #: filename -> (label_status, gold boxes, predicted boxes)
@@ -56,7 +56,7 @@ class _Backend:
 
 @pytest.fixture
 def nova_set(tmp_path: Path) -> Path:
-    from zebra.datasets.nova_write import write_nova
+    from zebra_datasets.nova_write import write_nova
 
     records = []
     for i, (name, (status, gold, _)) in enumerate(ROWS.items()):
@@ -78,7 +78,7 @@ def nova_set(tmp_path: Path) -> Path:
 
 
 def test_vlm_detection_under_both_protocols(nova_set: Path) -> None:
-    from zebra.datasets import read_nova
+    from zebra_datasets import read_nova
 
     order = [r.filename for r in read_nova(nova_set).records if r.meta.get("label_status") != "unlabelled"]
     known = [ROWS[n] for n in order]

@@ -177,7 +177,7 @@ def test_shipped_checkpoint_states_findings_on_a_real_head_image() -> None:
     if not (MEDPIX / "images").is_dir():
         pytest.skip("MedPix 2.0 not available")
     from vlm.registry import create_vlm
-    from zebra.intake import load_study
+    from zebra_intake import load_study
 
     vlm = create_vlm("builtin")
     assert vlm.findings_model is not None and vlm.findings_model.meta["data"]["medpix"].endswith(

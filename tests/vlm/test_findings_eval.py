@@ -77,7 +77,7 @@ def test_head_accuracies_and_term_f1_by_hand(medpix: Path) -> None:
 
 
 def test_cli_caption_term_f1(medpix: Path) -> None:
-    from zebra.cli.vlm import findings_report
+    from zebra_cli.vlm import findings_report
 
     r = findings_report(_FixedVLM(), medpix, "dev")
     c = r["caption_term_f1"]

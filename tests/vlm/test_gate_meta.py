@@ -67,7 +67,7 @@ def test_missing_or_placeholder_body_part_has_no_verdict(part) -> None:
 def test_inputs_without_a_header_have_no_verdict(brain_slice) -> None:
     assert check_metadata(None) is None and check_metadata({}) is None
     assert check_metadata(brain_slice) is None and metadata_of(brain_slice) is None
-    assert check_metadata({"modality": "", "body_part": "", "sop_class": ""}) is None  # PNG via zebra.intake
+    assert check_metadata({"modality": "", "body_part": "", "sop_class": ""}) is None  # PNG via zebra_intake
 
 
 def test_sop_class_stands_in_for_an_empty_modality() -> None:
@@ -77,7 +77,7 @@ def test_sop_class_stands_in_for_an_empty_modality() -> None:
 
 
 def test_gate_reads_the_meta_of_a_medical_image(brain_slice) -> None:
-    from zebra.intake.types import MedicalImage
+    from zebra_intake.types import MedicalImage
 
     def image(**meta):
         return MedicalImage(pixels=brain_slice.astype(np.float32), display=brain_slice, meta=meta)
@@ -92,7 +92,7 @@ def test_gate_reads_the_meta_of_a_medical_image(brain_slice) -> None:
 
 def test_backend_refuses_by_header_before_any_pixel_check(tiny_checkpoint, brain_slice) -> None:
     from vlm.backends.builtin import BuiltinVLM
-    from zebra.intake.types import MedicalImage
+    from zebra_intake.types import MedicalImage
 
     backend = BuiltinVLM(tiny_checkpoint)
     chest = MedicalImage(
@@ -116,7 +116,7 @@ def test_backend_refuses_by_header_before_any_pixel_check(tiny_checkpoint, brain
 
 
 class _Image:
-    """A header-bearing input: ``meta`` and ``pixel_spacing`` like ``zebra.intake.MedicalImage``."""
+    """A header-bearing input: ``meta`` and ``pixel_spacing`` like ``zebra_intake.MedicalImage``."""
 
     def __init__(self, meta: dict, spacing: tuple[float, float] | None) -> None:
         self.meta = meta

@@ -102,7 +102,7 @@ def test_resumed_training_matches_uninterrupted(tiny_config, synthetic_nova, tmp
 
 def test_held_out_rows_are_never_trained_on(tmp_path) -> None:
     from vlm.train.errors import TrainingDataError
-    from zebra.datasets import BBox, NovaRecord, write_nova
+    from zebra_datasets import BBox, NovaRecord, write_nova
 
     img = tmp_path / "a.png"
     from PIL import Image

@@ -22,7 +22,7 @@ def fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     """Cheap Argon2 parameters: the default ones cost ~0.1 s per hash on a shared CPU."""
     from argon2 import PasswordHasher
 
-    from zebra.web import passwords
+    from zebra_web import passwords
 
     fast = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
     monkeypatch.setattr(passwords, "_hasher", lambda: fast)
@@ -40,7 +40,7 @@ def web_settings(zebra_env: Path):
 
 @pytest.fixture
 def scripted_agent(tmp_path: Path):
-    from zebra.web.testing import ScriptedAgent
+    from zebra_web.testing import ScriptedAgent
 
     return ScriptedAgent(thumb_dir=tmp_path / "agent-thumbs")
 
@@ -48,7 +48,7 @@ def scripted_agent(tmp_path: Path):
 @pytest.fixture
 def make_app(web_settings, scripted_agent) -> Callable[..., Any]:
     """Builds an app; keyword arguments go to ``create_app`` (settings overrides via ``server=...``)."""
-    from zebra.web import create_app
+    from zebra_web import create_app
 
     def build(**kwargs: Any):
         settings = web_settings
@@ -76,7 +76,7 @@ def client(app) -> Iterator[Any]:
 
 @pytest.fixture
 def users(app) -> dict[str, int]:
-    from zebra.web.users import create_user
+    from zebra_web.users import create_user
 
     store = app.state.zebra.store
     return {
@@ -87,7 +87,7 @@ def users(app) -> dict[str, int]:
 
 def ask(client: Any, session_id: str, **extra: Any) -> list[Any]:
     """Asks "What is it?" in a session (``extra`` joins the JSON body); returns the parsed SSE events."""
-    from zebra.web.sse import parse_sse
+    from zebra_web.sse import parse_sse
 
     with client.stream(
         "POST", f"/api/sessions/{session_id}/messages", json={"question": "What is it?", **extra}

@@ -22,11 +22,11 @@ def _login(app, username: str, password: str) -> int:
 
 @pytest.fixture
 def cli(zebra_env):
-    import zebra.cli
-    import zebra.cli.db
-    import zebra.cli.web  # registers the commands
+    import zebra_cli
+    import zebra_cli.db
+    import zebra_cli.web  # registers the commands
 
-    return zebra.cli
+    return zebra_cli
 
 
 # --- CLI ------------------------------------------------------------------------------------------------
@@ -78,7 +78,7 @@ def test_cli_passwd_disable_enable_revoke_delete(cli, app, users, web, monkeypat
 
 def test_rotating_the_generated_admin_password_removes_its_file(cli, zebra_env, capsys):
     from store import Store
-    from zebra.web.users import INITIAL_PASSWORD_FILE, ensure_initial_admin
+    from zebra_web.users import INITIAL_PASSWORD_FILE, ensure_initial_admin
 
     store = Store(f"sqlite:///{zebra_env / 'zebra.db'}")
     store.upgrade()

@@ -130,7 +130,7 @@ def test_token_expiry(app, users, web):
 
 def test_session_lifetime_follows_settings(make_app, web):
     import store
-    from zebra.web.users import create_user
+    from zebra_web.users import create_user
 
     app = make_app(server={"session_ttl_hours": 2})
     create_user(app.state.zebra.store, "carol", web.PASSWORD)
@@ -153,11 +153,11 @@ def test_csrf_required_for_cookie_state_changes(app, users, web):
 
 
 def test_login_throttling(make_app, users, web):
-    from zebra.web.ratelimit import LoginThrottle
+    from zebra_web.ratelimit import LoginThrottle
 
     now = [1000.0]
     app = make_app(throttle=LoginThrottle(free_failures=3, base_delay_s=2.0, clock=lambda: now[0]))
-    from zebra.web.users import create_user
+    from zebra_web.users import create_user
 
     create_user(app.state.zebra.store, "dave", web.PASSWORD)
     c = TestClient(app)
@@ -173,8 +173,8 @@ def test_login_throttling(make_app, users, web):
 
 
 def test_throttle_backoff_grows():
-    from zebra.web.errors import RateLimitedError
-    from zebra.web.ratelimit import LoginThrottle
+    from zebra_web.errors import RateLimitedError
+    from zebra_web.ratelimit import LoginThrottle
 
     now = [0.0]
     t = LoginThrottle(free_failures=1, free_failures_per_ip=100, base_delay_s=1.0, clock=lambda: now[0])
@@ -240,8 +240,8 @@ def test_audit_events_for_login(app, users, web):
 
 def test_initial_admin_random_password(zebra_env, web):
     from store import Store
-    from zebra.web.passwords import verify_password
-    from zebra.web.users import ensure_initial_admin
+    from zebra_web.passwords import verify_password
+    from zebra_web.users import ensure_initial_admin
 
     store = Store(f"sqlite:///{zebra_env / 'zebra.db'}")
     store.upgrade()
@@ -264,7 +264,7 @@ def test_initial_admin_random_password(zebra_env, web):
 
 def test_initial_admin_from_environment(zebra_env, web):
     from store import Store
-    from zebra.web.users import ensure_initial_admin
+    from zebra_web.users import ensure_initial_admin
 
     store = Store("sqlite:///:memory:")
     store.upgrade()

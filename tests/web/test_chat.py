@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 from sqlalchemy import select
 
-from zebra.web.sse import parse_sse
+from zebra_web.sse import parse_sse
 
 
 def _ask(client, session_id: str, question: str = "What is the most likely diagnosis?", **extra):
@@ -150,7 +150,7 @@ def test_bad_questions_are_json_errors(alice):
 
 
 def test_streaming_agent_pieces(make_app, users, web, tmp_path):
-    from zebra.web.testing import StreamingScriptedAgent
+    from zebra_web.testing import StreamingScriptedAgent
 
     agent = StreamingScriptedAgent(thumb_dir=tmp_path / "t")
     app = make_app(agent_factory=lambda: agent)
@@ -162,7 +162,7 @@ def test_streaming_agent_pieces(make_app, users, web, tmp_path):
 
 
 def test_agent_unavailable_is_an_error_event(make_app, users, web):
-    from zebra.web.errors import AgentUnavailableError
+    from zebra_web.errors import AgentUnavailableError
 
     def broken():
         raise AgentUnavailableError("The diagnostic agent is not installed.", hint="Install it.")
@@ -205,7 +205,7 @@ def test_question_audit_has_no_question_text(alice, web, app):
 
 def _hold_intake(monkeypatch) -> tuple[threading.Event, threading.Event]:
     """Uploads stop in de-identification until ``release`` is set; ``entered`` says one got there."""
-    from zebra.web.routes import studies as study_routes
+    from zebra_web.routes import studies as study_routes
 
     entered, release = threading.Event(), threading.Event()
     parse = study_routes._parse

@@ -11,10 +11,10 @@ import pytest
 
 @pytest.fixture
 def cli(zebra_env):
-    import zebra.cli
-    import zebra.cli.web  # registers the commands (until it is in COMMAND_MODULES)
+    import zebra_cli
+    import zebra_cli.web  # registers the commands (until it is in COMMAND_MODULES)
 
-    return zebra.cli
+    return zebra_cli
 
 
 def test_user_add_and_list(cli, zebra_env, monkeypatch, capsys, web):
@@ -35,7 +35,7 @@ def test_user_add_and_list(cli, zebra_env, monkeypatch, capsys, web):
 def test_user_add_prompts_for_password(cli, monkeypatch, web):
     from typer.testing import CliRunner
 
-    from zebra.cli.app import app
+    from zebra_cli.app import app
 
     monkeypatch.delenv("ZEBRA_ADMIN_PASSWORD", raising=False)
     result = CliRunner().invoke(app, ["user", "add", "pat"], input=f"{web.PASSWORD}\n{web.PASSWORD}\n")
@@ -46,8 +46,8 @@ def test_user_add_prompts_for_password(cli, monkeypatch, web):
 def test_serve_creates_first_admin_once(cli, zebra_env, monkeypatch, capsys):
     import uvicorn
 
-    import zebra.kb_build
-    from zebra.kb_build import KbStatus
+    import index_builder.background
+    from index_builder.background import KbStatus
 
     started, builds = [], []
     monkeypatch.delenv("ZEBRA_ADMIN_PASSWORD", raising=False)
@@ -55,7 +55,7 @@ def test_serve_creates_first_admin_once(cli, zebra_env, monkeypatch, capsys):
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: started.append((app, kw)))
     # the background build is started (not run here: it would build the real default knowledge base)
     monkeypatch.setattr(
-        zebra.kb_build,
+        index_builder.background,
         "start_background_build",
         lambda settings: builds.append(settings) or KbStatus(state="building", fraction=0.1, eta_s=600),
     )

@@ -34,7 +34,7 @@ def test_non_ascii_csrf_token_is_403_not_500(bob):
 
 
 def test_token_comparison_is_bytewise_and_constant_time():
-    from zebra.web.auth import csrf_for, csrf_matches, tokens_equal
+    from zebra_web.auth import csrf_for, csrf_matches, tokens_equal
 
     assert csrf_matches("tok", csrf_for("tok")) and not csrf_matches("tok", csrf_for("other"))
     assert (
@@ -80,7 +80,7 @@ def test_agent_start_failure_hides_its_reason(make_app, users, web, caplog):
 
 
 def test_server_errors_are_generic(make_app, users, web, monkeypatch):
-    from zebra.web.routes import studies as study_routes
+    from zebra_web.routes import studies as study_routes
 
     def failing(*args, **kwargs):
         raise ZebraError(f"database {SECRET_URL} went away")
@@ -97,7 +97,7 @@ def test_overlays_do_not_survive_a_database_reset(make_app, users, web, zebra_en
     """Overlays were stored by database id: a new database reuses ids, and the old heatmap appeared over
     another patient's study."""
     from store import Store
-    from zebra.web.users import create_user
+    from zebra_web.users import create_user
 
     first = make_app()
     with web.sign_in(first, "bob") as bob:
@@ -150,8 +150,8 @@ def test_zip_is_unpacked_inside_the_uploads_own_folder(tmp_path, monkeypatch, we
     import tempfile
 
     from zebra.config import IntakeSettings
-    from zebra.intake import archive
-    from zebra.web.intake_worker import _child
+    from zebra_intake import archive
+    from zebra_web.intake_worker import _child
 
     seen: list[Path] = []
     real = archive.extract_zip
@@ -161,7 +161,7 @@ def test_zip_is_unpacked_inside_the_uploads_own_folder(tmp_path, monkeypatch, we
         return real(path, dest, settings)
 
     monkeypatch.setattr(archive, "extract_zip", recording)
-    monkeypatch.setattr("zebra.intake.loader.extract_zip", recording, raising=False)
+    monkeypatch.setattr("zebra_intake.loader.extract_zip", recording, raising=False)
     monkeypatch.setattr(tempfile, "tempdir", None)
     monkeypatch.setenv("TMPDIR", str(tmp_path / "system-temp"))
     buf = io.BytesIO()
@@ -181,7 +181,7 @@ def test_zip_is_unpacked_inside_the_uploads_own_folder(tmp_path, monkeypatch, we
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "10.0.0.7"])
 def test_listening_address_is_allowed(web_settings, host):
-    from zebra.web.app import _allowed_hosts
+    from zebra_web.app import _allowed_hosts
 
     settings = web_settings.model_copy(
         update={"server": web_settings.server.model_copy(update={"host": host})}

@@ -121,7 +121,7 @@ def test_questions_and_uploads_in_flight_are_capped_per_user(make_app, users, se
 
 
 def test_queued_uploads_do_not_stall_other_requests(make_app, users, serve, web, monkeypatch):
-    from zebra.web.routes import studies as study_routes
+    from zebra_web.routes import studies as study_routes
 
     release = threading.Event()
     parse = study_routes._parse

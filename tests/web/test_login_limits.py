@@ -19,7 +19,7 @@ import pytest
 @pytest.fixture
 def counted_checks(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     """Counts password checks (and makes each take 0.3 s, like a real Argon2 check on a busy machine)."""
-    from zebra.web.routes import auth as auth_routes
+    from zebra_web.routes import auth as auth_routes
 
     real = auth_routes.verify_password
     seen = {"checks": 0, "now": 0, "peak": 0}
@@ -65,7 +65,7 @@ def test_concurrent_wrong_passwords_are_throttled(make_app, users, serve, counte
 
 
 def test_password_checks_are_capped_server_wide(make_app, users, serve, counted_checks):
-    from zebra.web.ratelimit import PasswordCheckSlots
+    from zebra_web.ratelimit import PasswordCheckSlots
 
     # Many user names at once (so no per-name limit applies): at most `slots` hashes run together, and
     # those that find no slot in time get 503 with Retry-After.
@@ -95,7 +95,7 @@ def test_password_checks_are_capped_server_wide(make_app, users, serve, counted_
 
 
 def test_failures_elsewhere_do_not_lock_out_the_user(make_app, users, serve, web, loopback):
-    from zebra.web.ratelimit import LoginThrottle
+    from zebra_web.ratelimit import LoginThrottle
 
     # Default limits, but a long first block, so the attacker is still blocked at the end however slow the
     # machine is.
@@ -144,8 +144,8 @@ def test_random_names_from_a_shared_address_do_not_lock_out_everyone(make_app, u
 
 
 def test_throttle_counts_attempts_in_flight():
-    from zebra.web.errors import RateLimitedError
-    from zebra.web.ratelimit import LoginThrottle
+    from zebra_web.errors import RateLimitedError
+    from zebra_web.ratelimit import LoginThrottle
 
     t = LoginThrottle(clock=lambda: 0.0)
     held = [t.begin("10.0.0.1", "bob") for _ in range(5)]  # as many at once as free failures
@@ -161,8 +161,8 @@ def test_throttle_counts_attempts_in_flight():
 
 
 def test_throttle_per_name_limit_spares_addresses_without_failures():
-    from zebra.web.errors import RateLimitedError
-    from zebra.web.ratelimit import LoginThrottle
+    from zebra_web.errors import RateLimitedError
+    from zebra_web.ratelimit import LoginThrottle
 
     now = [0.0]
     t = LoginThrottle(free_failures=2, free_failures_per_user=4, base_delay_s=60, clock=lambda: now[0])
@@ -177,8 +177,8 @@ def test_throttle_per_name_limit_spares_addresses_without_failures():
 
 
 def test_password_check_slots():
-    from zebra.web.errors import ServerBusyError
-    from zebra.web.ratelimit import PasswordCheckSlots
+    from zebra_web.errors import ServerBusyError
+    from zebra_web.ratelimit import PasswordCheckSlots
 
     slots = PasswordCheckSlots(slots=1, wait_s=0.05)
 

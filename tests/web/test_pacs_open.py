@@ -62,7 +62,7 @@ def pacs_study() -> list[Any]:
 
 @pytest.fixture
 def stub(pacs_study: list[Any], monkeypatch: pytest.MonkeyPatch) -> StubPacs:
-    from zebra.web import pacs_open
+    from zebra_web import pacs_open
 
     pacs = StubPacs([pacs_study])
     monkeypatch.setattr(pacs_open, "make_client", lambda settings: pacs)
@@ -73,7 +73,7 @@ def stub(pacs_study: list[Any], monkeypatch: pytest.MonkeyPatch) -> StubPacs:
 def pacs_app(web_settings, scripted_agent) -> Callable[..., Any]:
     """Builds an app whose ``[dicomweb]`` is configured (keyword arguments update it; ``server=`` too)."""
     from zebra.config import DicomwebSettings
-    from zebra.web import create_app
+    from zebra_web import create_app
 
     def build(server: dict[str, Any] | None = None, **dicomweb: Any) -> Any:
         cfg = {"url": "http://127.0.0.1:9/dicom-web", "fetch_attempts": 1, "backoff_s": 0.0, **dicomweb}
@@ -182,7 +182,7 @@ def test_an_accession_number_shared_by_two_studies_is_refused(
     alice, monkeypatch: pytest.MonkeyPatch, pacs_study: list[Any]
 ) -> None:
     from pacs.samples import sample_study
-    from zebra.web import pacs_open
+    from zebra_web import pacs_open
 
     pacs = StubPacs([pacs_study, sample_study(ACCESSION, slices=1)])
     monkeypatch.setattr(pacs_open, "make_client", lambda settings: pacs)
@@ -230,7 +230,7 @@ def test_refused_credentials_server_errors_and_bad_settings_are_the_same_generic
 ) -> None:
     from pacs.client import DicomwebClient
     from pacs.errors import DicomwebAuthError, DicomwebError
-    from zebra.web import pacs_open
+    from zebra_web import pacs_open
 
     caplog.set_level(logging.INFO)
     for failure in (

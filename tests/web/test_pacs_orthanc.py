@@ -40,7 +40,7 @@ loaded = _dicomweb.loaded
 def app(web_settings, scripted_agent, orthanc: dict[str, str]) -> Any:
     """The web app with ``[dicomweb]`` pointing at the test Orthanc (the users fixtures sign in to it)."""
     from zebra.config import DicomwebSettings
-    from zebra.web import create_app
+    from zebra_web import create_app
 
     dicomweb = DicomwebSettings(
         url=orthanc["url"], username=orthanc["user"], password=orthanc["password"], backoff_s=0.05
@@ -99,8 +99,8 @@ def test_wrong_credentials_are_a_generic_503_and_stay_out_of_the_log(
     web_settings, scripted_agent, orthanc: dict[str, str], loaded: dict[str, Any], web, caplog
 ) -> None:
     from zebra.config import DicomwebSettings
-    from zebra.web import create_app
-    from zebra.web.users import create_user
+    from zebra_web import create_app
+    from zebra_web.users import create_user
 
     wrong = "wrong-" + orthanc["password"][::-1]
     dicomweb = DicomwebSettings(url=orthanc["url"], username=orthanc["user"], password=wrong, backoff_s=0.05)

@@ -116,7 +116,7 @@ def test_unknown_host_gets_400(make_app, users, web):
     ],
 )
 def test_host_allow_list(header, allowed):
-    from zebra.web.proxy import HostAllowList
+    from zebra_web.proxy import HostAllowList
 
     assert HostAllowList.of(["localhost", "127.0.0.1", "::1"]).allows(header) is allowed
     assert HostAllowList.of(["*"]).allows(header) is True
@@ -124,7 +124,7 @@ def test_host_allow_list(header, allowed):
 
 def test_bad_trusted_proxy_setting_is_a_config_error():
     from zebra.errors import ConfigError
-    from zebra.web.proxy import ForwardedResolver
+    from zebra_web.proxy import ForwardedResolver
 
     with pytest.raises(ConfigError, match="trusted_proxies"):
         ForwardedResolver.from_settings(["not-an-address"])

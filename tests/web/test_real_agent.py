@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from zebra.web.sse import parse_sse
+from zebra_web.sse import parse_sse
 
 pytestmark = pytest.mark.slow
 

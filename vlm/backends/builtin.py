@@ -90,7 +90,7 @@ class RawPrediction:
 
 
 def _unwrap(image: Any) -> tuple[Any, tuple[float, float] | None]:
-    """Accepts arrays, PIL images and :class:`zebra.intake.types.MedicalImage` (display + pixel spacing)."""
+    """Accepts arrays, PIL images and :class:`zebra_intake.types.MedicalImage` (display + pixel spacing)."""
     if hasattr(image, "display") and hasattr(image, "pixel_spacing"):
         rgb = getattr(image, "rgb", None)
         return (rgb if rgb is not None else image.display), image.pixel_spacing

@@ -45,7 +45,7 @@ def evaluate_findings(
     """
     from vlm.findings import load_vocabulary
     from vlm.train.findings import read_medpix_images
-    from zebra.intake import load_study
+    from zebra_intake import load_study
 
     images = read_medpix_images(medpix, [split])
     if limit:

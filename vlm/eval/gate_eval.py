@@ -67,7 +67,7 @@ def evaluate_gate(backend: Any, roots: list[Path], *, batch_size: int = 16) -> d
         ``{set_name: {"n", "share", "what": "accepted", "rejected_files"}, category: {"n", "share",
         "what": "rejected", "accepted_names"}}``.
     """
-    from zebra.datasets import read_nova
+    from zebra_datasets import read_nova
 
     report: dict[str, Any] = {}
     for root in roots:

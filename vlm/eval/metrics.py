@@ -1,6 +1,6 @@
 """Metrics (pure NumPy, no model): pointing game, AUROC, recall@k; detection AP comes from the evaluation package.
 
-Detection AP and IoU have one implementation in the project, :mod:`eval.metrics.localisation` (protocols
+Detection AP and IoU have one implementation in the project, :mod:`vlm.eval.localisation` (protocols
 ``nova`` and ``coco``, per-image and data-set AP); it imports nothing but NumPy, so importing it here creates
 no cycle (the evaluation package never imports :mod:`vlm` at module level). The names below are re-exported
 for the VLM's training and evaluation code.
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from eval.metrics.localisation import dataset_ap, image_ap, iou_matrix, mean_image_ap
+from vlm.eval.localisation import dataset_ap, image_ap, iou_matrix, mean_image_ap
 
 __all__ = [
     "auroc",

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from eval.metrics.localisation import (
+from vlm.eval.localisation import (
     DEFAULT_PROTOCOL,
     PROTOCOL_DEFINITIONS,
     check_protocol,
@@ -43,7 +43,7 @@ def evaluate_detection(
         batch_size: Images per forward pass.
         progress: Show a progress bar.
         protocol: ``nova`` (the NOVA reference: every image counts, 11-point AP, boxes clamped to the image) or
-            ``coco`` (images with gold boxes, 101-point AP); :mod:`eval.metrics.localisation`.
+            ``coco`` (images with gold boxes, 101-point AP); :mod:`vlm.eval.localisation`.
 
     Rows marked ``label_status == "unlabelled"`` are left out (their boxes are unknown).
 
@@ -54,7 +54,7 @@ def evaluate_detection(
         protocol = check_protocol(protocol)
     except ValueError as exc:
         raise ConfigError(str(exc), hint="Use --protocol nova or --protocol coco.") from exc
-    from zebra.datasets import read_nova
+    from zebra_datasets import read_nova
 
     if not hasattr(backend, "predict"):
         raise ConfigError(
@@ -110,7 +110,7 @@ def evaluate_detection(
 def evaluate_pairs(backend: Any, roots: list[Path], *, progress: bool = False) -> dict[str, Any]:
     """Change accuracy on longitudinal pairs (``meta.pair_role``/``prior_scan_id``/``change``)."""
     from vlm.types import CHANGE_LABELS
-    from zebra.datasets import read_nova
+    from zebra_datasets import read_nova
 
     golds, preds = [], []
     for root in roots:

@@ -3,7 +3,7 @@ training images, never on the validation split.
 
 The network runs once per image and once on its mirror image; every candidate setting is then only a
 different decoding of the cached maps, so a grid costs seconds. Settings are compared by per-image mAP under
-the ``coco`` protocol (:mod:`eval.metrics.localisation`: images with gold boxes, 101 points): the choice is
+the ``coco`` protocol (:mod:`vlm.eval.localisation`: images with gold boxes, 101 points): the choice is
 about how well boxes fit lesions, so the images without a lesion are left out of it.
 """
 
@@ -52,8 +52,8 @@ def head_maps(backend: Any, root: Path, *, limit: int = 600, batch_size: int = 1
         ConfigError: When ``root`` holds rows of a held-out split (``valid``, ``test`` ...).
     """
     from vlm.train.data import HELD_OUT_SPLITS
-    from zebra.datasets import read_nova
     from zebra.errors import ConfigError
+    from zebra_datasets import read_nova
 
     dataset = read_nova(root)
     rows = [r for r in dataset.records if r.meta.get("label_status") != "unlabelled"]

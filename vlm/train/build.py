@@ -94,8 +94,8 @@ SYNTHETIC_SETS: dict[str, tuple[bool, int, int, bool]] = {
 
 def prepare_data(plan: BuildPlan) -> None:
     """Steps 1-2: NOVA conversions, backgrounds and synthetic sets (skips what exists)."""
-    from zebra.datasets.convert import CONVERTERS
-    from zebra.datasets.convert.synthetic import generate_synthetic, list_backgrounds
+    from zebra_datasets.convert import CONVERTERS
+    from zebra_datasets.convert.synthetic import generate_synthetic, list_backgrounds
 
     plan.work.mkdir(parents=True, exist_ok=True)
     conversions = [
@@ -129,7 +129,7 @@ def prepare_data(plan: BuildPlan) -> None:
 
 def make_backgrounds(medpix_train: Path, tumor_train: Path, folder: Path) -> int:
     """Links MedPix train images and tumour ``No_Tumor`` train images into ``folder``; returns the count."""
-    from zebra.datasets import read_nova
+    from zebra_datasets import read_nova
 
     folder.mkdir(parents=True, exist_ok=True)
     n = 0

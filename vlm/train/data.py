@@ -263,7 +263,7 @@ def load_image_set(
     Raises:
         TrainingDataError: When the set has no trainable row (all rows held out, or none readable).
     """
-    from zebra.datasets import read_nova
+    from zebra_datasets import read_nova
 
     root = Path(root).expanduser()
     cache_dir.mkdir(parents=True, exist_ok=True)

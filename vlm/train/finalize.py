@@ -41,7 +41,7 @@ def training_features(bundle: Bundle, roots: list[Path], per_set: int = 600) -> 
     """
     from vlm.preprocess import prepare
     from vlm.train.data import HELD_OUT_SPLITS
-    from zebra.datasets import read_nova
+    from zebra_datasets import read_nova
 
     bundle.vlm.eval()
     embeddings, trunks = [], []
@@ -86,7 +86,7 @@ PHOTO_GATE_NOTE = (
 def _training_images(roots: list[Path], per_set: int) -> list[Any]:
     """At most ``per_set`` evenly spaced non-held-out images per NOVA set (as in :func:`training_features`)."""
     from vlm.train.data import HELD_OUT_SPLITS
-    from zebra.datasets import read_nova
+    from zebra_datasets import read_nova
 
     images = []
     for root in roots:

@@ -110,7 +110,7 @@ def read_medpix_images(root: str | Path, splits: Sequence[str]) -> list[Labelled
 
 def image_features(vlm: Any, images: Sequence[LabelledImage], *, batch_size: int = 16) -> np.ndarray:
     """Finding-head features of each image through the checkpoint's own inference path."""
-    from zebra.intake import load_study
+    from zebra_intake import load_study
 
     rows = []
     for start in range(0, len(images), batch_size):

@@ -49,7 +49,7 @@ def _free_port() -> int:
 @pytest.fixture
 def live_agent(tmp_path) -> Any:
     """The scripted agent behind the live server (``calls`` says how many images each question carried)."""
-    from zebra.web.testing import StreamingScriptedAgent
+    from zebra_web.testing import StreamingScriptedAgent
 
     return StreamingScriptedAgent(piece_delay_s=0.04, thumb_dir=tmp_path / "thumbs")
 
@@ -237,7 +237,7 @@ def held_intake(monkeypatch) -> Iterator[SimpleNamespace]:
     ``entered`` is set once an upload reached de-identification; ``fail`` (an exception) makes it fail there.
     Request this fixture after ``page``: it is torn down first, so the server thread is never left waiting.
     """
-    from zebra.web.routes import studies as study_routes
+    from zebra_web.routes import studies as study_routes
 
     hold = SimpleNamespace(entered=threading.Event(), release=threading.Event(), fail=None)
     parse = study_routes._parse

@@ -55,8 +55,8 @@ def servers(web_settings, users, serve, tmp_path, monkeypatch) -> dict[str, Any]
         pytest.skip("Chromium not found at /usr/bin/chromium (apt-get install -y chromium)")
     pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed (dev extra)")
     from zebra.config import DicomwebSettings
-    from zebra.web import create_app, pacs_open
-    from zebra.web.testing import StreamingScriptedAgent
+    from zebra_web import create_app, pacs_open
+    from zebra_web.testing import StreamingScriptedAgent
 
     pacs = StubPacs()
     monkeypatch.setattr(pacs_open, "make_client", lambda settings: pacs)

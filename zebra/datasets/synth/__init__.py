@@ -1,1 +1,0 @@
-"""Building blocks of the synthetic data generator (:mod:`zebra.datasets.convert.synthetic`)."""
