@@ -26,6 +26,8 @@ run: $(STAMP)
 ## Run the whole test suite (PostgreSQL tests run when ZEBRA_TEST_PG_URL is set; .ci/run sets it).
 test: $(STAMP)
 	$(BIN)/ruff check .
+	# the floors of docs/architecture.md (.importlinter): no module imports a higher floor, lazily or not
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -10,7 +10,6 @@ import json
 import logging
 import multiprocessing as mp
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -21,69 +20,11 @@ from store import RunStatus, Store, TriageRun
 from triage import queue
 from triage.agent_adapter import AnalyserSpec
 from triage.errors import WorkerCrashError
+from triage.options import ENGINES, Progress, TriageOptions, finished_count, has_unfinished
 from triage.worker import WorkerConfig, worker_loop, worker_main
 from triage.worklist import read_worklist
-from zebra.errors import ConfigError
 
 log = logging.getLogger(__name__)
-
-ENGINES: tuple[str, ...] = ("local", "ray")
-
-
-@dataclass
-class TriageOptions:
-    """How a triage runs.
-
-    Attributes:
-        workers: Worker processes (local) or tasks (Ray). With 1 local worker the work runs in this process.
-        engine: ``local`` or ``ray``.
-        lease_s: Lease length (seconds); a lost worker's item is re-claimable after it.
-        max_attempts: Attempts per item before a transient failure is final.
-        poll_s: Progress refresh and idle-worker wait (seconds).
-        progress: Show a progress bar (stderr) with rate and time left.
-        kind: Worklist kind (``auto``, ``csv``, ``dicom``, ``nova``).
-        ray_address: Ray cluster address (``None``: start a local Ray).
-        ray_num_cpus: CPUs of a local Ray (``None``: Ray's default).
-        weights: Priority weights (``None``: defaults).
-        threads: Torch / FAISS threads per worker (``None``: 1). The agent's models are small: one thread per
-            worker, and one worker per free core, is fastest; on a shared machine two threads per worker
-            were 5-8x slower than one (threads contending for busy cores), see docs/triage.md.
-    """
-
-    workers: int = 1
-    engine: str = "local"
-    lease_s: float = 600.0
-    max_attempts: int = 3
-    poll_s: float = 0.5
-    progress: bool = True
-    kind: str = "auto"
-    ray_address: str | None = None
-    ray_num_cpus: int | None = None
-    weights: dict[str, float] | None = None
-    threads: int | None = None
-    write_back: bool | None = None
-
-    def validate(self) -> TriageOptions:
-        """Checks ranges.
-
-        Raises:
-            ConfigError: For an out-of-range option.
-        """
-        if self.engine not in ENGINES:
-            raise ConfigError(f"Unknown engine {self.engine!r}.", hint="Use --engine local or --engine ray.")
-        if not 1 <= int(self.workers) <= 256:
-            raise ConfigError(f"--workers must be between 1 and 256, got {self.workers}.", hint="Use e.g. 2.")
-        if float(self.lease_s) < 1:
-            raise ConfigError("The lease must last at least 1 second.", hint="Use e.g. --lease-seconds 600.")
-        if int(self.max_attempts) < 1:
-            raise ConfigError("--max-attempts must be at least 1.", hint="Use e.g. 3.")
-        if self.threads is not None and int(self.threads) < 1:
-            raise ConfigError("threads must be at least 1.", hint="Leave it unset to divide the CPUs.")
-        return self
-
-    def worker_threads(self) -> int:
-        """Threads each worker uses (see ``threads``)."""
-        return 1 if self.threads is None else int(self.threads)
 
 
 @dataclass
@@ -218,23 +159,23 @@ def run_triage(
         write_back=bool(write_back and dicomweb),
     )
     work_start = time.monotonic()
-    if _unfinished(before):
+    if has_unfinished(before):
         if options.engine == "ray":
             from triage.ray_engine import run_ray
 
-            run_ray(store, cfg, options, total=before["total"], initial=_finished(before))
+            run_ray(store, cfg, options, total=before["total"], initial=finished_count(before))
         elif options.workers == 1:
             _run_in_process(store, cfg, options, before)
         else:
             _run_processes(store, cfg, options, before)
     work_s = time.monotonic() - work_start
     after = queue.counts(store, info.id)
-    finished = not _unfinished(after)
+    finished = not has_unfinished(after)
     queue.set_run_status(store, info.id, RunStatus.DONE if finished else RunStatus.RUNNING)
     from triage.export import write_exports
 
     outputs = write_exports(queue.items(store, info.id), Path(out), run_name=info.name)
-    processed = _finished(after) - _finished(before)
+    processed = finished_count(after) - finished_count(before)
     summary = TriageSummary(
         run_id=info.id,
         run_name=info.name,
@@ -260,46 +201,8 @@ def run_triage(
     return summary
 
 
-def _finished(counts: dict[str, int]) -> int:
-    return counts.get("done", 0) + counts.get("error", 0)
-
-
-def _unfinished(counts: dict[str, int]) -> bool:
-    return counts.get("pending", 0) + counts.get("leased", 0) > 0
-
-
-class Progress:
-    """A tqdm bar on stderr (rate and time left) fed from the store's counts; silent when disabled."""
-
-    def __init__(self, total: int, initial: int, enabled: bool) -> None:
-        from tqdm import tqdm
-
-        self.bar = tqdm(
-            total=total,
-            initial=initial,
-            unit="study",
-            desc="triage",
-            disable=not enabled,
-            file=sys.stderr,
-            dynamic_ncols=True,
-            smoothing=0.1,
-        )
-
-    def set(self, counts: dict[str, int]) -> None:
-        """Moves the bar to ``counts``' finished items and shows the error count."""
-        delta = _finished(counts) - self.bar.n
-        if delta > 0:
-            self.bar.update(delta)
-        if counts.get("error"):
-            self.bar.set_postfix(errors=counts["error"], refresh=False)
-
-    def close(self) -> None:
-        """Closes the bar."""
-        self.bar.close()
-
-
 def _run_in_process(store: Store, cfg: WorkerConfig, options: TriageOptions, before: dict[str, int]) -> None:
-    progress = Progress(before["total"], _finished(before), options.progress)
+    progress = Progress(before["total"], finished_count(before), options.progress)
     try:
         stats = worker_loop(
             cfg, store=store, on_item=lambda _s: progress.set(queue.counts(store, cfg.run_id))
@@ -316,7 +219,7 @@ def _run_processes(store: Store, cfg: WorkerConfig, options: TriageOptions, befo
         ctx.Process(target=worker_main, args=(cfg.to_dict(),), name=f"triage-worker-{i}", daemon=True)
         for i in range(options.workers)
     ]
-    progress = Progress(before["total"], _finished(before), options.progress)
+    progress = Progress(before["total"], finished_count(before), options.progress)
     try:
         for p in procs:
             p.start()
@@ -336,7 +239,7 @@ def _run_processes(store: Store, cfg: WorkerConfig, options: TriageOptions, befo
     finally:
         progress.close()
     codes = [p.exitcode for p in procs]
-    if all(code != 0 for code in codes) and _unfinished(queue.counts(store, cfg.run_id)):
+    if all(code != 0 for code in codes) and has_unfinished(queue.counts(store, cfg.run_id)):
         raise WorkerCrashError(
             f"All {len(procs)} triage workers stopped (exit codes {codes}) with items left.",
             hint="See the log above (the analyser may not load: try --analyser fake to check the pipeline), "

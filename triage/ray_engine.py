@@ -19,7 +19,7 @@ from zebra.errors import ConfigError
 
 if TYPE_CHECKING:
     from store import Store
-    from triage.engine import TriageOptions
+    from triage.options import TriageOptions
     from triage.worker import WorkerConfig
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def run_ray(
         raise ConfigError(
             "The Ray engine needs the 'ray' package.", hint="Install it with: pip install 'zebra-dx[ray]'."
         ) from exc
-    from triage.engine import Progress
+    from triage.options import Progress
     from triage.worker import worker_main
 
     started_here = False

@@ -5,20 +5,31 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
 import torch
 
 from zebra.errors import ConfigError
 
-if TYPE_CHECKING:
-    from vlm.backends.hf import HFVisionLanguageBackend
-
 log = logging.getLogger(__name__)
 
 
+class TokenTrainable(Protocol):
+    """What the loop needs of a backend (:class:`vlm.backends.hf.HFVisionLanguageBackend` has it); a protocol,
+    so that this module does not import the backend that calls it."""
+
+    device: torch.device
+
+    def token_training(self) -> AbstractContextManager[list[torch.nn.Parameter]]: ...
+
+    def anomaly_loss(self, image: Any, label: float) -> torch.Tensor: ...
+
+    def change_loss(self, prior: Any, current: Any, label: str) -> torch.Tensor: ...
+
+
 def train_tokens(
-    backend: HFVisionLanguageBackend,
+    backend: TokenTrainable,
     samples: Sequence[tuple[Any, float]],
     *,
     pairs: Sequence[tuple[Any, Any, str]] = (),

