@@ -50,7 +50,7 @@ def postgres_saver(url: str) -> Any:
     except ImportError as exc:
         raise AgentConfigError(
             "PostgreSQL session memory needs the langgraph-checkpoint-postgres package.",
-            hint="pip install langgraph-checkpoint-postgres, or use the SQLite checkpointer.",
+            hint="pip install 'zebra-dx[postgres]', or use the SQLite checkpointer.",
         ) from exc
     dsn = url.replace("postgresql+psycopg://", "postgresql://").replace(
         "postgresql+psycopg2://", "postgresql://"

@@ -1,4 +1,6 @@
-"""Knowledge index bundles: document sources, chunking, embedders, FAISS + BM25 indexes.
+"""Knowledge index bundles: document sources, chunking, embedders, FAISS + BM25 indexes, and the default
+knowledge base (:mod:`index_builder.default_kb`, ``zebra setup``) with its crash-safe background build
+(:mod:`index_builder.background`).
 
 Public API (imported lazily, so ``import index_builder`` loads no model and no FAISS)::
 

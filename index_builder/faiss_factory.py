@@ -64,9 +64,9 @@ def default_search_params(factory: str) -> dict[str, int]:
 
 
 def _faiss():
-    import faiss
+    from index_builder.faiss_dist import require_faiss
 
-    return faiss
+    return require_faiss()
 
 
 def check_gpu() -> None:

@@ -2,11 +2,12 @@
 
 Pieces, one concern per module:
 
-- :mod:`triage.worklist`: CSV, DICOM-tree and NOVA worklists -> :class:`triage.types.WorkItem` with stable keys.
+- :mod:`triage.worklist`: CSV, DICOM-tree and NOVA worklists -> :class:`triage.types.WorkItem` with stable keys;
+  :mod:`triage.dicomweb` makes a ``dicomweb:QUERY`` search (:mod:`pacs.source`) a worklist.
 - :mod:`triage.queue`: the run and its items in the store; lease claims, fenced result commits, retries.
 - :mod:`triage.worker`: the worker loop (claim, analyse, score, commit) shared by every engine.
-- :mod:`triage.engine`: the local engine (spawned processes) and the progress display; :mod:`triage.ray_engine`
-  runs the same workers as Ray tasks.
+- :mod:`triage.options`: how a run runs, and its progress bar; :mod:`triage.engine`: the local engine
+  (spawned processes); :mod:`triage.ray_engine` runs the same workers as Ray tasks.
 - :mod:`triage.agent_adapter`: the one place that talks to the diagnostic agent; :mod:`triage.fake` is a
   deterministic analyser for tests and engine benchmarks.
 - :mod:`triage.priority`: the documented priority score and its drivers.

@@ -1,8 +1,9 @@
-"""Zebra: retrieval-augmented, agentic diagnosis of rare findings in medical images.
+"""Zebra's base package (the ground floor): settings, typed errors, registries, logging, atomic files.
 
-Research use only: Zebra's outputs are not a medical device and must not drive clinical decisions.
-
-The flat public API is re-exported lazily so that ``import zebra`` stays cheap (no torch, no models).
+Zebra is retrieval-augmented, agentic diagnosis of rare findings in medical images, for research use only: its
+outputs are not a medical device and must not drive clinical decisions. Every other package imports this one
+and it imports none of them; the floors above it are drawn in ``docs/architecture.md``. Importing it stays
+cheap (no torch, no models).
 """
 
 from __future__ import annotations

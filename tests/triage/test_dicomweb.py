@@ -365,6 +365,9 @@ def test_kill_9_mid_run_then_resume_leaves_exactly_one_sr_and_one_map_per_study(
         *("triage", f"dicomweb:AccessionNumber={prefix}*", "--out", str(tmp_path / "out")),
         *("--analyser", "fake:delay=0.4", "--workers", "2", "--resume", "--run-name", "k9"),
         *("--no-progress", "--write-back", "--max-attempts", "5"),
+        # Short leases: a lease whose worker cannot be seen dead (another host, a pid not yet reaped) must
+        # expire well within the resume's timeout instead of after the default 10 minutes.
+        *("--lease-seconds", "20"),
     ]
 
     def finished() -> int:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
@@ -121,3 +124,24 @@ def test_dead_local_owner_is_released_at_once(store) -> None:
             s.execute(select(TriageItem.item_key, TriageItem.status).where(TriageItem.run_id == run)).all()
         )
     assert status == {a.item_key: "pending", b.item_key: "leased"}
+
+
+def test_a_zombie_owner_counts_as_dead(store) -> None:
+    """A killed worker not yet reaped (a zombie) still answers kill(pid, 0); its lease is released anyway."""
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("needs /proc")
+    run = _open(store, 2).id
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 60
+    # Not waited for: once it exits it stays a zombie of this process until wait().
+    while not queue._is_zombie(child.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        assert queue._is_zombie(child.pid)
+        assert not queue._is_zombie(os.getpid())
+        owner = queue.new_owner_id("t").split(":")
+        owner[2] = str(child.pid)
+        queue.claim(store, run, ":".join(owner), lease_s=3600, max_attempts=3)
+        assert queue.release_dead_local_leases(store, run, max_attempts=3) == 1
+    finally:
+        child.wait()
