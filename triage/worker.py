@@ -45,6 +45,8 @@ class WorkerConfig:
         threads: Torch / FAISS threads of this worker (``None``: leave the libraries' defaults).
         run_name: The run's name (result UIDs of the DICOMweb write-back derive from it).
         write_back: Store each DICOMweb study's results back to the server (:mod:`pacs.writeback`).
+        node: The cluster node the worker runs on, recorded in its owner id (the Ray engine sets it inside
+            the task); ``None``: the host is the node.
     """
 
     store_url: str
@@ -59,6 +61,7 @@ class WorkerConfig:
     threads: int | None = None
     run_name: str | None = None
     write_back: bool = False
+    node: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary."""
@@ -260,9 +263,13 @@ def worker_loop(
     start = time.monotonic()
     own_store = store is None
     store = store or Store(cfg.store_url)
-    stats = WorkerStats(owner=queue.new_owner_id(cfg.owner_prefix))
+    stats = WorkerStats(owner=queue.new_owner_id(cfg.owner_prefix, cfg.node))
     weights = priority.PriorityWeights(**cfg.weights) if cfg.weights else None
     try:
+        left = queue.counts(store, cfg.run_id)
+        if left["pending"] + left["leased"] == 0:
+            # A late worker (a Ray task rescheduled after its node died) must not load models for nothing.
+            return stats
         if analyser is None:
             limit_threads(cfg.threads)
             analyser = create_analyser(AnalyserSpec.from_dict(cfg.analyser))
