@@ -172,6 +172,7 @@ def run_triage(
             threads=options.worker_threads(),
             run_name=info.name,
             write_back=bool(write_back and dicomweb),
+            require_path=None if dicomweb else str(source),
         )
         work_start = time.monotonic()
         if has_unfinished(before):
