@@ -204,10 +204,14 @@ ray_cluster_start() {
 }
 
 ray_cluster_stop() {
-  local node
-  for node in w2 w1 head; do
-    ray_cluster_node_stop "$node"
-  done
+  # The workers together (each may take seconds to stop), then the head they report to.
+  local w1 w2
+  ray_cluster_node_stop w1 &
+  w1=$!
+  ray_cluster_node_stop w2 &
+  w2=$!
+  wait "$w1" "$w2" || true  # only these two: the calling shell may have other jobs (Orthanc in .ci/run)
+  ray_cluster_node_stop head
 }
 
 ray_cluster_node_restart() {
