@@ -11,6 +11,7 @@ import logging
 import multiprocessing as mp
 import os
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,6 +40,7 @@ class TriageSummary:
         work_s: Wall time from starting the workers to the last item finished.
         studies_per_minute: ``processed / work_s * 60``.
         outputs: Paths of the CSV, HTML and summary JSON.
+        nodes: Items finished per node (the host, or the Ray node id) over the whole run.
     """
 
     run_id: int
@@ -53,6 +55,7 @@ class TriageSummary:
     work_s: float
     studies_per_minute: float | None
     outputs: dict[str, str] = field(default_factory=dict)
+    nodes: dict[str, int] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:
@@ -124,81 +127,107 @@ def run_triage(
     source: Any = str(worklist) if dicomweb else Path(worklist).expanduser().resolve()
     items = read_worklist(source, kind=options.kind)  # type: ignore[arg-type]
     store = open_store(store)
-    if run_name is None and resume:
-        run_name = _latest_run_for(store, str(source))
-    name = run_name or default_run_name(Path("dicomweb") if dicomweb else source)
-    write_back = options.write_back
-    if write_back is None:
-        from zebra.config import get_settings
+    stack_has_ray = False
+    with ExitStack() as stack:
+        if options.engine == "ray" and options.ray_address:
+            from triage import ray_engine
 
-        write_back = bool(get_settings().dicomweb.write_back)
-    config = {"analyser": analyser.to_dict(), "engine": options.engine, "max_attempts": options.max_attempts}
-    info = queue.open_run(
-        store,
-        name=name,
-        items=items,
-        worklist=str(source),
-        bundle=analyser.bundle,
-        config=config,
-        resume=resume,
-    )
-    queue.release_dead_local_leases(store, info.id, max_attempts=options.max_attempts)
-    queue.set_run_status(store, info.id, RunStatus.RUNNING)
-    before = queue.counts(store, info.id)
-    cfg = WorkerConfig(
-        store_url=store.url.render_as_string(hide_password=False),
-        run_id=info.id,
-        analyser=analyser.to_dict(),
-        lease_s=options.lease_s,
-        max_attempts=options.max_attempts,
-        poll_s=options.poll_s,
-        owner_prefix=options.engine,
-        weights=options.weights,
-        threads=options.worker_threads(),
-        run_name=info.name,
-        write_back=bool(write_back and dicomweb),
-    )
-    work_start = time.monotonic()
-    if has_unfinished(before):
-        if options.engine == "ray":
-            from triage.ray_engine import run_ray
+            # Before the run exists: a cluster the store does not suit (SQLite, several nodes) leaves nothing.
+            stack.callback(ray_engine.disconnect, ray_engine.connect(store, options))
+            stack_has_ray = True
+        if run_name is None and resume:
+            run_name = _latest_run_for(store, str(source))
+        name = run_name or default_run_name(Path("dicomweb") if dicomweb else source)
+        write_back = options.write_back
+        if write_back is None:
+            from zebra.config import get_settings
 
-            run_ray(store, cfg, options, total=before["total"], initial=finished_count(before))
-        elif options.workers == 1:
-            _run_in_process(store, cfg, options, before)
-        else:
-            _run_processes(store, cfg, options, before)
-    work_s = time.monotonic() - work_start
-    after = queue.counts(store, info.id)
-    finished = not has_unfinished(after)
-    queue.set_run_status(store, info.id, RunStatus.DONE if finished else RunStatus.RUNNING)
-    from triage.export import write_exports
-
-    outputs = write_exports(queue.items(store, info.id), Path(out), run_name=info.name)
-    processed = finished_count(after) - finished_count(before)
-    summary = TriageSummary(
-        run_id=info.id,
-        run_name=info.name,
-        resumed=not info.created,
-        engine=options.engine,
-        workers=options.workers,
-        analyser=analyser.analyser,
-        counts=after,
-        processed=processed,
-        elapsed_s=round(time.monotonic() - started, 3),
-        work_s=round(work_s, 3),
-        studies_per_minute=round(processed / work_s * 60, 2) if processed and work_s > 0 else None,
-        outputs={k: str(v) for k, v in outputs.items()},
-    )
-    summary_path = Path(out) / "summary.json"
-    summary.outputs["summary"] = str(summary_path)
-    summary_path.write_text(json.dumps(summary.to_dict(), indent=2), encoding="utf-8")
-    if not finished:
-        raise WorkerCrashError(
-            f"Triage run {info.name!r} stopped with {after['pending'] + after['leased']} item(s) left.",
-            hint="See the log for why the workers stopped, then run again with --resume.",
+            write_back = bool(get_settings().dicomweb.write_back)
+        config = {
+            "analyser": analyser.to_dict(),
+            "engine": options.engine,
+            "max_attempts": options.max_attempts,
+        }
+        info = queue.open_run(
+            store,
+            name=name,
+            items=items,
+            worklist=str(source),
+            bundle=analyser.bundle,
+            config=config,
+            resume=resume,
         )
-    return summary
+        queue.release_dead_local_leases(store, info.id, max_attempts=options.max_attempts)
+        queue.set_run_status(store, info.id, RunStatus.RUNNING)
+        before = queue.counts(store, info.id)
+        cfg = WorkerConfig(
+            store_url=store.url.render_as_string(hide_password=False),
+            run_id=info.id,
+            analyser=analyser.to_dict(),
+            lease_s=options.lease_s,
+            max_attempts=options.max_attempts,
+            poll_s=options.poll_s,
+            owner_prefix=options.engine,
+            weights=options.weights,
+            threads=options.worker_threads(),
+            run_name=info.name,
+            write_back=bool(write_back and dicomweb),
+            require_path=None if dicomweb else str(source),
+        )
+        work_start = time.monotonic()
+        if has_unfinished(before):
+            if options.engine == "ray":
+                from triage import ray_engine
+
+                if not stack_has_ray:
+                    stack.callback(ray_engine.disconnect, ray_engine.connect(store, options))
+                    stack_has_ray = True
+                ray_engine.run_ray(store, cfg, options, total=before["total"], initial=finished_count(before))
+            elif options.workers == 1:
+                _run_in_process(store, cfg, options, before)
+            else:
+                _run_processes(store, cfg, options, before)
+        work_s = time.monotonic() - work_start
+        after = queue.counts(store, info.id)
+        finished = not has_unfinished(after)
+        queue.set_run_status(store, info.id, RunStatus.DONE if finished else RunStatus.RUNNING)
+        from triage.export import write_exports
+
+        outputs = write_exports(queue.items(store, info.id), Path(out), run_name=info.name)
+        processed = finished_count(after) - finished_count(before)
+        summary = TriageSummary(
+            run_id=info.id,
+            run_name=info.name,
+            resumed=not info.created,
+            engine=options.engine,
+            workers=options.workers,
+            analyser=analyser.analyser,
+            counts=after,
+            processed=processed,
+            elapsed_s=round(time.monotonic() - started, 3),
+            work_s=round(work_s, 3),
+            studies_per_minute=round(processed / work_s * 60, 2) if processed and work_s > 0 else None,
+            outputs={k: str(v) for k, v in outputs.items()},
+            nodes=_per_node(store, info.id),
+        )
+        summary_path = Path(out) / "summary.json"
+        summary.outputs["summary"] = str(summary_path)
+        summary_path.write_text(json.dumps(summary.to_dict(), indent=2), encoding="utf-8")
+        if not finished:
+            raise WorkerCrashError(
+                f"Triage run {info.name!r} stopped with {after['pending'] + after['leased']} item(s) left.",
+                hint="See the log for why the workers stopped, then run again with --resume.",
+            )
+        return summary
+
+
+def _per_node(store: Store, run_id: int) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for owner in queue.producers(store, run_id).values():
+        node = queue.owner_node(owner)
+        if node:
+            out[node] = out.get(node, 0) + 1
+    return dict(sorted(out.items()))
 
 
 def _run_in_process(store: Store, cfg: WorkerConfig, options: TriageOptions, before: dict[str, int]) -> None:

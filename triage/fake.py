@@ -7,6 +7,8 @@ same result, on any machine, in any process. Options, comma-separated ``key=valu
 - ``fail=TEXT``: raise :class:`triage.errors.AnalyserError` for items whose key or accession contains TEXT.
 - ``delay=SECONDS``: sleep that long per item (to make a run slow enough to interrupt in tests).
 - ``load=SECONDS``: sleep that long once, when created (simulates loading models).
+- ``hold=TEXT,gate=PATH``: items whose key or accession contains TEXT wait until the file PATH exists (at most
+  :data:`HOLD_MAX_S`), so a test knows which worker has which item in flight when it kills a process or node.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -36,6 +39,9 @@ FAKE_DIAGNOSES: tuple[str, ...] = (
     "Neurocysticercosis",
 )
 _CHANGE = ("worsening", "stable", "improved")
+#: Longest wait of a held item for its gate file (seconds); then it fails like an analyser error.
+HOLD_MAX_S = 600.0
+_OPTIONS = ("fail", "delay", "load", "hold", "gate")
 
 
 def parse_options(arg: str) -> dict[str, str]:
@@ -50,12 +56,23 @@ def parse_options(arg: str) -> dict[str, str]:
             continue
         key, sep, value = part.partition("=")
         key = key.strip().lower()
-        if not sep or key not in ("fail", "delay", "load"):
+        if not sep or key not in _OPTIONS:
             raise AnalyserError(
-                f"Bad fake analyser option {part!r}.", hint="Use fake:fail=TEXT,delay=SECONDS,load=SECONDS."
+                f"Bad fake analyser option {part!r}.",
+                hint="Use fake:fail=TEXT,delay=SECONDS,load=SECONDS,hold=TEXT,gate=PATH.",
             )
         out[key] = value.strip()
+    if bool(out.get("hold")) != bool(out.get("gate")):
+        raise AnalyserError("fake:hold= and gate= go together.", hint="e.g. fake:hold=ACC0003,gate=/tmp/go")
     return out
+
+
+def _wait_for(gate: Path) -> None:
+    deadline = time.monotonic() + HOLD_MAX_S
+    while not gate.exists():
+        if time.monotonic() > deadline:
+            raise AnalyserError("The fake analyser's gate file never appeared.", hint="Expected in tests.")
+        time.sleep(0.05)
 
 
 class FakeAnalyser:
@@ -73,6 +90,8 @@ class FakeAnalyser:
         except ValueError as exc:
             raise AnalyserError("fake analyser delays must be numbers.", hint="e.g. fake:delay=0.05") from exc
         self.fail = opts.get("fail") or None
+        self.hold = opts.get("hold") or None
+        self.gate = Path(opts["gate"]) if opts.get("gate") else None
         self.name = f"fake:{arg}" if arg else "fake"
         if load > 0:
             time.sleep(load)
@@ -86,6 +105,8 @@ class FakeAnalyser:
         """
         if self.fail and (self.fail in item.item_key or self.fail in (item.accession or "")):
             raise AnalyserError("Injected failure of the fake analyser.", hint="Expected in tests.")
+        if self.hold and self.gate and (self.hold in item.item_key or self.hold in (item.accession or "")):
+            _wait_for(self.gate)
         if self.delay > 0:
             time.sleep(self.delay)
         current = studies.pick_images(studies.load(item.study_path))

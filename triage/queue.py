@@ -14,6 +14,9 @@ Crash safety rests on four rules:
    and a commit happens at most once (idempotent).
 4. A failure records the message and either returns the item to ``pending`` (transient errors, while
    ``attempts < max_attempts``) or marks it ``error`` (input errors, or attempts used up); the run goes on.
+
+A finished item keeps in ``lease_owner`` the worker that committed its outcome (:func:`producers`), so a run
+spread over a cluster records which node produced each result (the Ray engine's owner ids name the node).
 """
 
 from __future__ import annotations
@@ -41,6 +44,9 @@ log = logging.getLogger(__name__)
 MAX_ERROR_CHARS = 2000
 #: Items inserted per statement batch when a run is created.
 _INSERT_BATCH = 500
+#: Characters of a node id kept in a worker id (Ray's are 56 hex digits; 16 are unique in any cluster and keep
+#: the id within the 128 characters of ``lease_owner``).
+NODE_ID_CHARS = 16
 
 
 @dataclass(frozen=True)
@@ -80,10 +86,28 @@ class Lease:
         )
 
 
-def new_owner_id(prefix: str = "w") -> str:
-    """A unique worker id ``<prefix>:<host>:<pid>:<random>``; host and pid let a restarted engine on the same
-    machine release the leases of its dead workers at once."""
-    return f"{prefix}:{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+def new_owner_id(prefix: str = "w", node: str | None = None) -> str:
+    """A unique worker id ``<prefix>[@<node>]:<host>:<pid>:<random>``; host and pid let a restarted engine on
+    the same machine release the leases of its dead workers at once.
+
+    Args:
+        prefix: The engine (``local``, ``ray``).
+        node: The cluster node the worker runs on (the Ray engine gives its node id, cut to
+            :data:`NODE_ID_CHARS`); ``None``: the host name is the node.
+    """
+    head = f"{prefix}@{node[:NODE_ID_CHARS]}" if node else prefix
+    return f"{head}:{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def owner_node(owner: str | None) -> str | None:
+    """The node of a worker id (:func:`new_owner_id`): its ``@<node>`` part, else its host."""
+    if not owner:
+        return None
+    parts = owner.split(":")
+    first = parts[0]
+    if "@" in first:
+        return first.split("@", 1)[1]
+    return parts[1] if len(parts) > 1 else None
 
 
 def _owner_pid_on_this_host(owner: str) -> int | None:
@@ -298,7 +322,7 @@ def complete(store: Store, lease: Lease, *, result: dict[str, Any], priority: fl
                 result=result,
                 priority=priority,
                 error=None,
-                lease_owner=None,
+                lease_owner=lease.owner,  # kept: who produced the result (module docstring)
                 lease_expires_at=None,
                 updated_at=utcnow(),
             )
@@ -326,7 +350,7 @@ def fail(store: Store, lease: Lease, *, error: str, permanent: bool, max_attempt
             .values(
                 status=status.value,
                 error=error[:MAX_ERROR_CHARS],
-                lease_owner=None,
+                lease_owner=lease.owner if final else None,
                 lease_expires_at=None,
                 updated_at=utcnow(),
             )
@@ -396,6 +420,19 @@ def next_expiry(store: Store, run_id: int) -> datetime | None:
         )
 
 
+def producers(store: Store, run_id: int) -> dict[str, str | None]:
+    """``item_key -> worker id`` of the worker that committed each finished item's outcome (``None`` for items
+    not finished, or given up after their worker was lost)."""
+    with store.session() as s:
+        rows = s.execute(
+            select(TriageItem.item_key, TriageItem.lease_owner).where(
+                TriageItem.run_id == run_id,
+                TriageItem.status.in_((ItemStatus.DONE.value, ItemStatus.ERROR.value)),
+            )
+        ).all()
+    return {key: owner for key, owner in rows}
+
+
 def items(store: Store, run_id: int) -> list[dict[str, Any]]:
     """Every item of the run as a plain dictionary (for the exports), in id order."""
     with store.session() as s:
@@ -441,6 +478,8 @@ __all__ = [
     "new_owner_id",
     "next_expiry",
     "open_run",
+    "owner_node",
+    "producers",
     "release_dead_local_leases",
     "set_run_status",
 ]

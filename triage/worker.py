@@ -20,7 +20,7 @@ from typing import Any
 from triage import media, priority, queue
 from triage.agent_adapter import Analyser, AnalyserSpec, create_analyser
 from triage.types import RESULT_SCHEMA, Analysis, WorkItem
-from zebra.errors import DatasetError, IntakeError, NotFoundError, ZebraError
+from zebra.errors import ConfigError, DatasetError, IntakeError, NotFoundError, ZebraError
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,11 @@ class WorkerConfig:
         threads: Torch / FAISS threads of this worker (``None``: leave the libraries' defaults).
         run_name: The run's name (result UIDs of the DICOMweb write-back derive from it).
         write_back: Store each DICOMweb study's results back to the server (:mod:`pacs.writeback`).
+        node: The cluster node the worker runs on, recorded in its owner id (the Ray engine sets it inside
+            the task); ``None``: the host is the node.
+        require_path: A path the worker must see before it claims anything (the worklist of a file
+            worklist): a cluster node without the shared storage stops at once instead of failing every
+            study it claims as "not found".
     """
 
     store_url: str
@@ -59,6 +64,8 @@ class WorkerConfig:
     threads: int | None = None
     run_name: str | None = None
     write_back: bool = False
+    node: str | None = None
+    require_path: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary."""
@@ -260,9 +267,20 @@ def worker_loop(
     start = time.monotonic()
     own_store = store is None
     store = store or Store(cfg.store_url)
-    stats = WorkerStats(owner=queue.new_owner_id(cfg.owner_prefix))
+    stats = WorkerStats(owner=queue.new_owner_id(cfg.owner_prefix, cfg.node))
     weights = priority.PriorityWeights(**cfg.weights) if cfg.weights else None
     try:
+        left = queue.counts(store, cfg.run_id)
+        if left["pending"] + left["leased"] == 0:
+            # A late worker (a Ray task rescheduled after its node died) must not load models for nothing.
+            return stats
+        if cfg.require_path and not os.path.exists(cfg.require_path):
+            # The base name only: paths may name patients, and this message reaches the engine's log.
+            raise ConfigError(
+                f"This worker's machine does not see the worklist ({os.path.basename(cfg.require_path)}).",
+                hint="Mount the studies at the same absolute path on every node of the cluster "
+                "(docs/triage.md, multi-node triage).",
+            )
         if analyser is None:
             limit_threads(cfg.threads)
             analyser = create_analyser(AnalyserSpec.from_dict(cfg.analyser))

@@ -93,3 +93,28 @@ def test_cli_triage_command(
     with pytest.raises(SystemExit) as exc:
         main(["triage", str(tmp_path / "none.csv"), "--out", str(out)])
     assert exc.value.code == 2 and "does not exist" in capsys.readouterr().err
+
+
+def test_worker_that_does_not_see_the_worklist_stops_before_claiming(store, tmp_path: Path) -> None:
+    from triage import queue
+    from triage.types import WorkItem
+    from triage.worker import WorkerConfig, worker_loop
+    from zebra.errors import ConfigError
+
+    run = queue.open_run(
+        store,
+        name="r",
+        items=[WorkItem(item_key="k", accession="A", study_path=str(tmp_path / "s.png"))],
+        worklist="wl",
+        bundle=None,
+        config={},
+        resume=False,
+    ).id
+    missing = tmp_path / "not-mounted" / "worklist.csv"
+    cfg = WorkerConfig(
+        store_url="unused", run_id=run, analyser={"analyser": "fake"}, require_path=str(missing)
+    )
+    with pytest.raises(ConfigError) as err:
+        worker_loop(cfg, store=store)
+    assert "worklist.csv" in err.value.message and str(tmp_path) not in err.value.message
+    assert queue.counts(store, run)["pending"] == 1  # nothing claimed

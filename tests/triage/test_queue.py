@@ -145,3 +145,23 @@ def test_a_zombie_owner_counts_as_dead(store) -> None:
         assert queue.release_dead_local_leases(store, run, max_attempts=3) == 1
     finally:
         child.wait()
+
+
+def test_finished_items_keep_the_worker_that_produced_them(store) -> None:
+    run = _open(store, 3).id
+    node = "94d8044360543e009a3b7a6d77298c0dbc07cae11e12188f6c2af58c"  # a Ray node id: 56 hex digits
+    ray_owner = queue.new_owner_id("ray", node)
+    assert len(ray_owner) <= 128 and queue.owner_node(ray_owner) == node[: queue.NODE_ID_CHARS]
+    local_owner = queue.new_owner_id("local")
+    assert queue.owner_node(local_owner) == local_owner.split(":")[1]  # no node: the host is the node
+    (a,) = queue.claim(store, run, ray_owner, lease_s=60, max_attempts=1)
+    (b,) = queue.claim(store, run, local_owner, lease_s=60, max_attempts=1)
+    (c,) = queue.claim(store, run, local_owner, lease_s=60, max_attempts=2)
+    assert queue.complete(store, a, result={"x": 1}, priority=1.0)
+    assert queue.fail(store, b, error="bad input", permanent=True, max_attempts=1) == "error"
+    assert queue.fail(store, c, error="transient", permanent=False, max_attempts=2) == "pending"
+    # Done and error keep who produced them; an item handed back for a retry has no owner.
+    assert queue.producers(store, run) == {"k00": ray_owner, "k01": local_owner}
+    with store.session() as s:
+        assert s.scalar(select(TriageItem.lease_owner).where(TriageItem.item_key == "k02")) is None
+    assert queue.owner_node(None) is None

@@ -29,3 +29,24 @@ def test_ray_engine_matches_local(nova_worklist: Path, zebra_env: Path, tmp_path
         store.dispose()
     assert snapshot(urls["ray"]) == snapshot(urls["local"])
     assert (tmp_path / "ray" / "triage.csv").read_text() == (tmp_path / "local" / "triage.csv").read_text()
+
+
+def test_sqlite_store_is_refused_for_a_multi_node_cluster_only(store) -> None:
+    from triage.ray_engine import check_store_reachable
+    from zebra.errors import ConfigError
+
+    check_store_reachable(store, 1)  # a one-machine Ray shares the SQLite file
+    with pytest.raises(ConfigError) as err:
+        check_store_reachable(store, 3)
+    assert "3 nodes" in err.value.message and "ZEBRA_STORE__URL" in (err.value.hint or "")
+
+
+def test_fake_hold_needs_its_gate(tmp_path: Path) -> None:
+    from triage.errors import AnalyserError
+    from triage.fake import FakeAnalyser, parse_options
+
+    with pytest.raises(AnalyserError):
+        parse_options("hold=ACC1")
+    gate = tmp_path / "go"
+    fake = FakeAnalyser(f"hold=ACC,gate={gate}")
+    assert fake.hold == "ACC" and fake.gate == gate
