@@ -250,12 +250,16 @@ def bench_scale_cmd(
     memory_budget_gb: float = typer.Option(
         1.0, "--memory-budget-gb", min=0.01, help="Index memory budget: above it the on-disk factory."
     ),
-    factory: str | None = typer.Option(None, "--factory", help="FAISS factory (default: by size and budget)."),
+    factory: str | None = typer.Option(
+        None, "--factory", help="FAISS factory (default: by size and budget)."
+    ),
     clusters: int = typer.Option(1000, "--clusters", min=1, help="Gaussian mixture components."),
     spread: float = typer.Option(1.0, "--spread", min=0.0, help="Noise norm relative to the centre."),
     threads: int = typer.Option(1, "--threads", min=1, help="OpenMP threads per single query."),
     seed: int = typer.Option(0, "--seed", help="Data seed."),
-    workdir: Path | None = typer.Option(None, "--workdir", help="Where shards and bundles go (default: a temp folder)."),
+    workdir: Path | None = typer.Option(
+        None, "--workdir", help="Where shards and bundles go (default: a temp folder)."
+    ),
     keep: bool = typer.Option(False, "--keep", help="Keep the bundles."),
     max_build_s: float = typer.Option(2400, "--max-build-s", help="Skip sizes projected to build longer."),
 ) -> None:
