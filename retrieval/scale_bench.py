@@ -357,6 +357,7 @@ def search_bundle(
         bm25_ms.append(time.perf_counter() - t)
     found = np.stack([index.search(queries[i : i + 1], k)[1][0] for i in order])
     hits = sum(len(set(f.tolist()) & set(t.tolist())) for f, t in zip(found, truth, strict=True))
+    report["sweep"] = _sweep(index, bundle.manifest["text_index"], queries, truth, k, fetch_k)
     report.update(
         {
             "queries": len(order),
@@ -370,6 +371,42 @@ def search_bundle(
         }
     )
     return report
+
+
+def _sweep(
+    index: Any,
+    entry: dict[str, Any],
+    queries: np.ndarray,
+    truth: np.ndarray,
+    k: int,
+    fetch_k: int,
+    n: int = 200,
+) -> list[dict[str, Any]]:
+    """Recall@k and dense-ranking latency around the manifest's ``nprobe``/``k_factor`` (first ``n`` queries),
+    so the defaults can be checked at each size; the index is left as the manifest sets it."""
+    from index_builder.faiss_factory import set_search_params
+    from retrieval.ranking import index_ranking
+
+    nprobe = int(entry.get("nprobe") or 0)
+    if not nprobe:
+        return []
+    kf = entry.get("k_factor")
+    grid = [{"nprobe": p} for p in (nprobe // 2, nprobe, nprobe * 2)]
+    if kf:
+        grid = [{"nprobe": nprobe, "k_factor": f} for f in (kf / 2, kf * 2, kf * 4)] + grid
+    rows = []
+    for params in grid:
+        set_search_params(index, **params)
+        found, lat = [], []
+        for i in range(min(n, len(queries))):
+            found.append(index.search(queries[i : i + 1], k)[1][0])
+            t = time.perf_counter()
+            index_ranking(index, queries[i : i + 1], fetch_k, key_of=lambda v: v // CHUNKS_PER_DOC)
+            lat.append(time.perf_counter() - t)
+        hits = sum(len(set(f.tolist()) & set(t.tolist())) for f, t in zip(found, truth, strict=False))
+        rows.append({**params, f"recall@{k}": round(hits / (len(found) * k), 4), "dense_ms": _ms(lat)})
+    set_search_params(index, nprobe=nprobe, k_factor=kf)
+    return rows
 
 
 def _ms(values: Sequence[float]) -> dict[str, float]:

@@ -53,20 +53,22 @@ def test_memory_budget_picks_the_ondisk_factory() -> None:
     assert choose_factory(n, 384) == choose_factory(n, 384, None)  # no budget: the in-memory choice
     assert not is_ondisk(choose_factory(n, 384, flat_bytes(n, 384)))  # exactly fits
     chosen = choose_factory(n, 384, flat_bytes(n, 384) - 1)
-    assert chosen == ondisk_factory(n, 384) == "IVF1024_HNSW32,PQ48,Refine(SQ8)"  # log2 √2M = 10.5 -> 1024
+    assert chosen == ondisk_factory(n, 384) == "IVF1024_HNSW32,SQ8"  # log2 √2M = 10.5 -> 1024
     assert choose_factory(FLAT_MAX - 1, 384, 1) == "Flat"  # small indexes stay exact
     assert ondisk_factory(10_000_000, 384).startswith("IVF4096_")
-    params = default_search_params(chosen)
-    assert params["nprobe"] >= 16 and params["k_factor"] >= 4
+    assert default_search_params(chosen) == {"nprobe": 16}
+    assert default_search_params(SMALL_ONDISK)["k_factor"] >= 4
+    assert is_ondisk(SMALL_ONDISK) and not is_ondisk("IVF4096,Flat") and not is_ondisk("IVF8192,PQ96")
 
 
-def test_ondisk_index_is_memory_mapped_and_close_to_exact(data, tmp_path: Path) -> None:
+@pytest.mark.parametrize("factory", ["IVF32_HNSW32,SQ8", SMALL_ONDISK])
+def test_ondisk_index_is_memory_mapped_and_close_to_exact(data, tmp_path: Path, factory: str) -> None:
     import faiss
 
     base, queries, truth = data
     ids = np.arange(len(base), dtype=np.int64) + 1000
     batches = [(base[i : i + 1000], ids[i : i + 1000]) for i in range(0, len(base), 1000)]
-    index = build_index_streaming(base[:2000], batches, SMALL_ONDISK)
+    index = build_index_streaming(base[:2000], batches, factory)
     path = tmp_path / "text.faiss"
     faiss.write_index(index, str(path))
     loaded = faiss.read_index(str(path))
@@ -80,11 +82,12 @@ def test_ondisk_index_is_memory_mapped_and_close_to_exact(data, tmp_path: Path) 
     assert np.abs(back - base[[0, 500]]).max() < 0.02
 
 
-def test_ondisk_delete_rebuilds(data) -> None:
+@pytest.mark.parametrize("factory", ["IVF32_HNSW32,SQ8", SMALL_ONDISK])
+def test_ondisk_delete_rebuilds(data, factory: str) -> None:
     base = data[0]
     ids = np.arange(len(base), dtype=np.int64)
-    index = build_index_streaming(base[:2000], [(base, ids)], SMALL_ONDISK)
-    after = remove_vectors(index, ids[:100], SMALL_ONDISK)
+    index = build_index_streaming(base[:2000], [(base, ids)], factory)
+    after = remove_vectors(index, ids[:100], factory)
     assert after.ntotal == len(base) - 100
     set_search_params(after, nprobe=8, k_factor=16)
     assert not set(after.search(base[:100], 5)[1].ravel().tolist()) & set(range(100))
@@ -174,18 +177,18 @@ def test_sharded_build_matches_in_memory_build(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("sharded.tmp-*"))  # shards removed
 
 
-def test_ondisk_bundle_searches_adds_and_deletes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("factory", ["IVF8_HNSW32,SQ8", "IVF8_HNSW32,PQ16,Refine(SQ8)"])
+def test_ondisk_bundle_searches_adds_and_deletes(tmp_path: Path, factory: str) -> None:
     from index_builder.build import add_to_bundle, build_bundle, delete_from_bundle
     from index_builder.bundle import Bundle
     from retrieval.searcher import Searcher
 
     corpus = _corpus(tmp_path)
     out = tmp_path / "kb"
-    manifest = build_bundle(
-        out, [f"jsonl:{corpus}"], text_embedder=HASH, factory="IVF8_HNSW32,PQ16,Refine(SQ8)"
-    )
+    manifest = build_bundle(out, [f"jsonl:{corpus}"], text_embedder=HASH, factory=factory)
     entry = manifest["text_index"]
-    assert entry["mmap"] is True and entry["k_factor"] >= 4
+    assert entry["mmap"] is True and entry["nprobe"] >= 8
+    assert ("k_factor" in entry) == ("Refine" in factory)
     hits = Searcher(out).search_text("Finding 3 with marker3", k=5)
     assert hits and hits[0].scores.dense is not None
     extra = write_jsonl(
