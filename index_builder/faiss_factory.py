@@ -132,8 +132,29 @@ def _faiss():
     return faiss
 
 
+def faiss_distributions() -> list[str]:
+    """The installed distributions that provide the ``faiss`` module (``faiss-cpu``, ``faiss-gpu``...)."""
+    from importlib import metadata
+
+    names = []
+    for dist in ("faiss-cpu", "faiss-gpu", "faiss-gpu-cu12", "faiss-gpu-cu11"):
+        try:
+            metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+        names.append(dist)
+    return names
+
+
 def check_gpu() -> None:
-    """Raises :class:`GpuUnavailableError` unless FAISS sees at least one GPU."""
+    """Raises :class:`GpuUnavailableError` unless FAISS sees at least one GPU (and only one faiss is installed:
+    faiss-cpu and faiss-gpu both write the ``faiss`` module, so whichever was installed last wins)."""
+    dists = faiss_distributions()
+    if "faiss-cpu" in dists and len(dists) > 1:
+        raise GpuUnavailableError(
+            f"Both {' and '.join(dists)} are installed; they overwrite each other's `faiss` module.",
+            hint="pip uninstall -y " + " ".join(dists) + " && pip install 'zebra-dx[gpu]'.",
+        )
     faiss = _faiss()
     num = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
     if num <= 0 or not hasattr(faiss, "index_cpu_to_all_gpus"):

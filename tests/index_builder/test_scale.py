@@ -249,3 +249,11 @@ def test_ray_engine_matches_local(tmp_path: Path) -> None:
     np.testing.assert_array_equal(ids_a, ids_b)
     np.testing.assert_allclose(vec_a, vec_b, atol=1e-6)
     assert json.loads((tmp_path / "ray" / "manifest.json").read_text())["bm25"]["ntotal"] == 300
+
+
+def test_gpu_refuses_two_faiss_distributions(monkeypatch) -> None:
+    from index_builder import faiss_factory
+
+    monkeypatch.setattr(faiss_factory, "faiss_distributions", lambda: ["faiss-cpu", "faiss-gpu"])
+    with pytest.raises(GpuUnavailableError, match="overwrite"):
+        faiss_factory.check_gpu()
