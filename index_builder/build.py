@@ -16,15 +16,16 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from index_builder import faiss_factory, layout, tables
+from index_builder import faiss_factory, layout, scale, tables
 from index_builder.atomic import BundleWriter, bundle_lock, recover
-from index_builder.bm25 import build_bm25
+from index_builder.bm25 import build_bm25, build_bm25_streaming
 from index_builder.chunking import ChunkingConfig
 from index_builder.cross_modal import write_cross_modal
 from index_builder.documents import Document, ImageItem
 from index_builder.embedders import create_image_embedder, create_text_embedder, describe_text_embedder
 from index_builder.errors import SourceError
 from index_builder.pipeline import Collected, bm25_text, chunk_documents, collect, embed_images, encode_sorted
+from index_builder.scale import ShardSet
 from index_builder.sources import Source, create_source
 from zebra.errors import ConfigError, NotFoundError
 
@@ -115,6 +116,49 @@ def _embed_new_documents(
     return doc_table, chunk_table, vectors, ids
 
 
+def _embed_documents_to_shards(
+    docs: Sequence[Document],
+    embedder: Any,
+    spec: str,
+    config: ChunkingConfig,
+    out: Path,
+    *,
+    engine: str,
+    batch_size: int,
+    shard_size: int,
+    ray_address: str | None,
+    ray_cpus: int | None,
+    show_progress: Progress,
+) -> tuple[pa.Table, pa.Table, ShardSet, np.ndarray]:
+    """:func:`_embed_new_documents` for corpus scale: the vectors go to shards on disk (:mod:`index_builder.scale`),
+    embedded in this process or by Ray tasks."""
+    chunked = chunk_documents(docs, embedder, config)
+    log.info("%d documents -> %d chunks (%s engine)", len(chunked.documents), chunked.n_chunks, engine)
+    directory = scale.shard_dir(out)
+    try:
+        with progress_bar(chunked.n_chunks, "embedding chunks", show_progress) as bar:
+            shards = scale.embed_to_shards(
+                chunked.embed_texts,
+                spec,
+                directory,
+                int(embedder.dim),
+                engine=engine,
+                shard_size=shard_size,
+                batch_size=batch_size,
+                ray_address=ray_address,
+                ray_cpus=ray_cpus,
+                progress=bar.update if bar is not None else None,
+            )
+    except BaseException:
+        scale.remove_shards(directory)
+        raise
+    doc_table = pa.Table.from_pylist(tables.document_rows(chunked.documents), schema=tables.DOCUMENT_SCHEMA)
+    chunk_table = pa.Table.from_pylist(
+        tables.chunk_rows(chunked.documents, chunked.chunks, 0), schema=tables.CHUNK_SCHEMA
+    )
+    return doc_table, chunk_table, shards, np.arange(chunked.n_chunks, dtype=np.int64)
+
+
 def _embed_new_images(
     items: Sequence[ImageItem], embedder: Any, first_id: int, *, show_progress: Progress
 ) -> tuple[pa.Table, np.ndarray, np.ndarray, int]:
@@ -148,9 +192,11 @@ def _counts(parts: BundleParts, skipped_images: int = 0) -> dict[str, Any]:
 def _index_entry(
     index: Any, factory: str, file: str, dim: int, previous: dict | None = None
 ) -> dict[str, Any]:
-    params = faiss_factory.default_search_params(factory)
+    params: dict[str, Any] = dict(faiss_factory.default_search_params(factory))
     if previous:
-        params.update({k: previous[k] for k in ("ef_search", "nprobe") if k in previous})
+        params.update({k: previous[k] for k in ("ef_search", "nprobe", "k_factor") if k in previous})
+    if faiss_factory.is_ondisk(factory):
+        params["mmap"] = True  # Bundle reads it memory-mapped (faiss_factory.mmap_flags)
     return {
         "factory": factory,
         "metric": "ip",
@@ -182,11 +228,28 @@ def write_parts(
             writer.link_from(previous, layout.IMAGES)
             writer.link_from(previous, layout.IMAGE_INDEX)
     chunks = parts.chunks
+    ids = chunks.column("vector_id").to_numpy()
+    if chunks.num_rows >= BM25_STREAM_MIN:
+        # corpus scale: bm25s's own index() would hold every chunk's token list as Python objects
+        return build_bm25_streaming(_bm25_batches(chunks), ids, writer.path(layout.BM25_DIR))
     texts = [
         bm25_text(t, x)
         for t, x in zip(chunks.column("title").to_pylist(), chunks.column("text").to_pylist(), strict=True)
     ]
-    return build_bm25(texts, chunks.column("vector_id").to_pylist(), writer.path(layout.BM25_DIR))
+    return build_bm25(texts, ids.tolist(), writer.path(layout.BM25_DIR))
+
+
+#: From this many chunks on, BM25 is built batch by batch (:func:`index_builder.bm25.build_bm25_streaming`).
+BM25_STREAM_MIN = 500_000
+
+
+def _bm25_batches(chunks: pa.Table, size: int = 100_000) -> Iterable[list[str]]:
+    for start in range(0, chunks.num_rows, size):
+        part = chunks.slice(start, size)
+        yield [
+            bm25_text(t, x)
+            for t, x in zip(part.column("title").to_pylist(), part.column("text").to_pylist(), strict=True)
+        ]
 
 
 def build_bundle(
@@ -203,6 +266,11 @@ def build_bundle(
     chunking: ChunkingConfig | None = None,
     split: str | None = None,
     show_progress: Progress = False,
+    engine: str = "local",
+    memory_budget: int | None = None,
+    shard_size: int = scale.DEFAULT_SHARD_SIZE,
+    ray_address: str | None = None,
+    ray_cpus: int | None = None,
 ) -> Manifest:
     """Builds a bundle at ``out`` from ``sources``, replacing any bundle there atomically.
 
@@ -219,6 +287,14 @@ def build_bundle(
         chunking: Chunk size/overlap (default 200/40 tokens).
         split: ``train``/``dev``/``all`` for sources that take a split and did not set one.
         show_progress: Show tqdm progress bars, or report ``(stage, done, total)`` to this callback.
+        engine: ``local`` or ``ray``: with ``ray`` (or with a ``memory_budget``) chunk vectors are embedded in
+            shards on disk, by Ray tasks or here, and merged into the index shard by shard
+            (:mod:`index_builder.scale`).
+        memory_budget: Bytes the text index may hold in memory; above it (a flat float32 copy being larger) the
+            default factory is the on-disk one, memory-mapped at search time (:func:`faiss_factory.choose_factory`).
+        shard_size: Chunks per shard (one Ray task each).
+        ray_address: Ray cluster address (``auto``: the running cluster; default: a local Ray).
+        ray_cpus: CPUs of a local Ray (default: all).
 
     Returns:
         The manifest written.
@@ -228,6 +304,8 @@ def build_bundle(
     """
     t0 = time.perf_counter()
     out = Path(out).expanduser().resolve()
+    engine = scale.check_engine(engine)
+    sharded = engine != "local" or memory_budget is not None
     if gpu:
         faiss_factory.check_gpu()
     srcs = _sources(sources, split)
@@ -243,13 +321,34 @@ def build_bundle(
             )
         parts = BundleParts()
         t_embed = time.perf_counter()
-        parts.documents, parts.chunks, vectors, ids = _embed_new_documents(
-            got.documents, temb, config, 0, batch_size=batch_size, show_progress=show_progress
-        )
-        embed_s = time.perf_counter() - t_embed
-        text_factory = factory or faiss_factory.choose_factory(len(ids), temb.dim)
-        parts.text_index = faiss_factory.build_index(vectors, ids, text_factory, gpu=gpu)
-        del vectors
+        if sharded:
+            parts.documents, parts.chunks, shards, ids = _embed_documents_to_shards(
+                got.documents,
+                temb,
+                text_embedder,
+                config,
+                out,
+                engine=engine,
+                batch_size=batch_size,
+                shard_size=shard_size,
+                ray_address=ray_address,
+                ray_cpus=ray_cpus,
+                show_progress=show_progress,
+            )
+            embed_s = time.perf_counter() - t_embed
+            text_factory = factory or faiss_factory.choose_factory(len(ids), temb.dim, memory_budget)
+            try:
+                parts.text_index = scale.index_from_shards(shards, ids, text_factory, gpu=gpu)
+            finally:
+                scale.remove_shards(shards)
+        else:
+            parts.documents, parts.chunks, vectors, ids = _embed_new_documents(
+                got.documents, temb, config, 0, batch_size=batch_size, show_progress=show_progress
+            )
+            embed_s = time.perf_counter() - t_embed
+            text_factory = factory or faiss_factory.choose_factory(len(ids), temb.dim)
+            parts.text_index = faiss_factory.build_index(vectors, ids, text_factory, gpu=gpu)
+            del vectors
         image_block, image_entry, skipped, n_img_ids = None, None, 0, 0
         if got.images:
             iemb = create_image_embedder(image_embedder)
@@ -289,6 +388,9 @@ def build_bundle(
                     "embed_seconds": round(embed_s, 2),
                     "gpu": bool(gpu),
                     "batch_size": batch_size,
+                    "engine": engine,
+                    **({"shard_size": shard_size} if sharded else {}),
+                    **({"memory_budget": int(memory_budget)} if memory_budget is not None else {}),
                 },
             }
             manifest = writer.publish(manifest)
@@ -318,11 +420,15 @@ def load_parts(bundle: Any) -> BundleParts:
     parts = BundleParts()
     parts.documents = tables.read_table(bundle.path / layout.DOCUMENTS)
     parts.chunks = tables.read_table(bundle.path / layout.CHUNKS)
-    parts.text_index = bundle.text_index
+    parts.text_index = bundle.index_copy("text") if _mapped(bundle, "text") else bundle.text_index
     if bundle.manifest.get("image_index"):
         parts.images = tables.read_table(bundle.path / layout.IMAGES)
-        parts.image_index = bundle.image_index
+        parts.image_index = bundle.index_copy("image") if _mapped(bundle, "image") else bundle.image_index
     return parts
+
+
+def _mapped(bundle: Any, name: str) -> bool:
+    return bool((bundle.manifest.get(f"{name}_index") or {}).get("mmap"))
 
 
 def _filter(table: pa.Table, column: str, drop: set[str]) -> tuple[pa.Table, pa.Table]:

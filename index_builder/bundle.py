@@ -100,23 +100,36 @@ class Bundle:
         return self._read_parquet(layout.IMAGES).set_index("vector_id")
 
     # --- indexes ----------------------------------------------------------------------------------
-    def _read_index(self, entry: dict[str, Any] | None) -> faiss.Index | None:
+    def _read_index(self, entry: dict[str, Any] | None, *, mmap: bool | None = None) -> faiss.Index | None:
+        """Reads an index of the manifest; memory-mapped when the entry says ``mmap`` (on-disk indexes) unless
+        ``mmap`` is ``False`` (a copy in memory, to change and write anew)."""
         if not entry:
             return None
         import faiss
 
-        from index_builder.faiss_factory import set_search_params
+        from index_builder.faiss_factory import mmap_flags, set_search_params
 
         self._check_unchanged()
         path = self.path / entry["file"]
+        flags = mmap_flags() if (entry.get("mmap") if mmap is None else mmap) else 0
         try:
-            index = faiss.read_index(str(path))
+            index = faiss.read_index(str(path), flags)
         except RuntimeError as exc:
             raise BundleIntegrityError(
                 f"Bundle file {path} is not a FAISS index: {exc}.", hint=REBUILD_HINT
             ) from exc
-        set_search_params(index, ef_search=entry.get("ef_search"), nprobe=entry.get("nprobe"))
+        set_search_params(
+            index,
+            ef_search=entry.get("ef_search"),
+            nprobe=entry.get("nprobe"),
+            k_factor=entry.get("k_factor"),
+        )
         return index
+
+    def index_copy(self, name: str) -> faiss.Index | None:
+        """``"text"`` or ``"image"`` index read into memory even when it is memory-mapped for searching: the
+        copy to change (add, delete) and write into a new bundle; a mapped index must never be written to."""
+        return self._read_index(self.manifest.get(f"{name}_index"), mmap=False)
 
     @functools.cached_property
     def text_index(self) -> faiss.Index:

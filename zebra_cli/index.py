@@ -65,6 +65,20 @@ def build_cmd(
     progress: bool = typer.Option(
         _progress_default(), "--progress/--no-progress", help="Show progress bars."
     ),
+    engine: str = typer.Option(
+        "local", "--engine", help="local, or ray: embed chunks in shards as Ray tasks, merged into the index."
+    ),
+    memory_budget_gb: float | None = typer.Option(
+        None,
+        "--memory-budget-gb",
+        min=0.01,
+        help="GiB the text index may hold in memory; above it the index is on disk, memory-mapped at search.",
+    ),
+    shard_size: int = typer.Option(20_000, min=100, help="Chunks per shard (one Ray task each)."),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", help="Ray cluster address (auto: the running cluster; default: a local Ray)."
+    ),
+    ray_cpus: int | None = typer.Option(None, "--ray-cpus", min=1, help="CPUs of a local Ray."),
 ) -> None:
     """Build an index bundle from one or more sources and print its summary as JSON."""
     from index_builder.build import build_bundle
@@ -83,6 +97,11 @@ def build_cmd(
         chunking=ChunkingConfig(chunk_tokens, chunk_overlap),
         split=split,
         show_progress=progress,
+        engine=engine,
+        memory_budget=int(memory_budget_gb * 2**30) if memory_budget_gb is not None else None,
+        shard_size=shard_size,
+        ray_address=ray_address,
+        ray_cpus=ray_cpus,
     )
     typer.echo(json.dumps(_summary(manifest, out.expanduser().resolve()), indent=2))
 

@@ -1,4 +1,4 @@
-"""CLI commands for retrieval: ``zebra search``, ``zebra eval retrieval``, ``zebra bench retrieval``."""
+"""CLI commands for retrieval: ``zebra search``, ``zebra eval retrieval``, ``zebra bench retrieval|scale``."""
 
 from __future__ import annotations
 
@@ -240,3 +240,50 @@ def bench_retrieval_cmd(
     result = bench_retrieval(searcher, sample_queries(searcher, queries, seed=seed), k=k)
     result.update({"bundle": str(bundle), "open_s": round(opened, 3), "seed": seed})
     typer.echo(json.dumps(result, indent=2))
+
+
+@bench_app.command("scale")
+def bench_scale_cmd(
+    sizes: str = typer.Option("1000000,5000000,10000000", "--sizes", help="Corpus sizes (comma list)."),
+    dim: int = typer.Option(384, "--dim", min=8, help="Dimension."),
+    queries: int = typer.Option(500, "--queries", min=10, help="Queries (searched one at a time)."),
+    memory_budget_gb: float = typer.Option(
+        1.0, "--memory-budget-gb", min=0.01, help="Index memory budget: above it the on-disk factory."
+    ),
+    factory: str | None = typer.Option(
+        None, "--factory", help="FAISS factory (default: by size and budget)."
+    ),
+    clusters: int = typer.Option(1000, "--clusters", min=1, help="Gaussian mixture components."),
+    spread: float = typer.Option(1.0, "--spread", min=0.0, help="Noise norm relative to the centre."),
+    threads: int = typer.Option(1, "--threads", min=1, help="OpenMP threads per single query."),
+    seed: int = typer.Option(0, "--seed", help="Data seed."),
+    workdir: Path | None = typer.Option(
+        None, "--workdir", help="Where shards and bundles go (default: a temp folder)."
+    ),
+    keep: bool = typer.Option(False, "--keep", help="Keep the bundles."),
+    max_build_s: float = typer.Option(2400, "--max-build-s", help="Skip sizes projected to build longer."),
+) -> None:
+    """Corpus-scale build and full hybrid query on SYNTHETIC clustered vectors and texts: build time, bytes on
+    disk, resident memory, recall@10 vs exact, hybrid p50/p99 per size, as JSON (docs/index_builder.md)."""
+    from retrieval.scale_bench import bench_scale
+    from zebra.errors import ConfigError
+
+    try:
+        size_list = [int(float(x)) for x in sizes.split(",") if x.strip()]
+    except ValueError as exc:
+        raise ConfigError("--sizes takes comma-separated integers.", hint="E.g. 1000000,5000000.") from exc
+    report = bench_scale(
+        sizes=size_list,
+        dim=dim,
+        queries=queries,
+        memory_budget=int(memory_budget_gb * 2**30),
+        factory=factory,
+        clusters=clusters,
+        spread=spread,
+        seed=seed,
+        workdir=workdir,
+        keep=keep,
+        threads=threads,
+        max_build_s=max_build_s,
+    )
+    typer.echo(json.dumps(report, indent=2))
