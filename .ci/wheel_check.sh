@@ -24,7 +24,8 @@ wheel_check() {
   (cd "$work/suite" && ZEBRA_DATA_DIR="$work/test-data" "$work/venv/bin/python" -m pytest -q -p no:cacheprovider \
     tests/test_core.py tests/agent/test_graph.py tests/agent/test_nodes.py tests/vlm/test_hf_backend.py \
     tests/index_builder/test_faiss_dist.py tests/index_builder/test_onnx_backend.py tests/retrieval \
-    tests/web/test_auth.py tests/intake/test_deid.py tests/triage/test_dicomweb.py) \
+    tests/web/test_auth.py tests/intake/test_deid.py tests/triage/test_dicomweb.py \
+    tests/index_builder/test_scale.py --deselect tests/index_builder/test_scale.py::test_ray_engine_matches_local) \
     || { echo "ci: tests fail at the declared minimum versions"; return 1; }
   (
     set -e

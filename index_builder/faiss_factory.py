@@ -133,17 +133,10 @@ def _faiss():
 
 
 def faiss_distributions() -> list[str]:
-    """The installed distributions that provide the ``faiss`` module (``faiss-cpu``, ``faiss-gpu``...)."""
-    from importlib import metadata
+    """The installed distributions that provide the ``faiss`` module (:func:`index_builder.faiss_dist.installed_faiss`)."""
+    from index_builder.faiss_dist import installed_faiss
 
-    names = []
-    for dist in ("faiss-cpu", "faiss-gpu", "faiss-gpu-cu12", "faiss-gpu-cu11"):
-        try:
-            metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-        names.append(dist)
-    return names
+    return [pin.split("==")[0] for pin in installed_faiss()]
 
 
 def check_gpu() -> None:

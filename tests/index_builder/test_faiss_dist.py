@@ -23,7 +23,7 @@ def test_cpu_and_gpu_faiss_are_separate_extras_and_not_core() -> None:
     core = " ".join(project["dependencies"])
     extras = project["optional-dependencies"]
     assert "faiss" not in core
-    assert [r for r in extras["cpu"] if r.startswith("faiss")] == ["faiss-cpu>=1.8"]
+    assert [r for r in extras["cpu"] if r.startswith("faiss")] == ["faiss-cpu>=1.11"]
     assert all(r.startswith("faiss-gpu") for r in extras["gpu"] if "faiss" in r)
     assert not any("faiss-cpu" in r for r in extras["gpu"])
 
