@@ -21,7 +21,7 @@ wheel_check() {
   # wheel at those lowest versions; the whole suite runs at the newest versions in `make test`.
   "$work/venv/bin/pip" install --quiet -c "$work/min.txt" pytest pytest-timeout hypothesis "pydicom-data>=1.0" >>"$work/pip.log" 2>&1
   mkdir -p "$work/suite" && cp -r tests pyproject.toml "$work/suite/"
-  (cd "$work/suite" && ZEBRA_DATA_DIR="$work/test-data" "$work/venv/bin/python" -m pytest -q -p no:cacheprovider \
+  (cd "$work/suite" && ZEBRA_DATA_DIR="$work/test-data" "$work/venv/bin/python" -m pytest -q -p no:cacheprovider -m "not slow" \
     tests/test_core.py tests/agent/test_graph.py tests/agent/test_nodes.py tests/vlm/test_hf_backend.py \
     tests/index_builder/test_faiss_dist.py tests/index_builder/test_onnx_backend.py tests/retrieval \
     tests/web/test_auth.py tests/intake/test_deid.py tests/triage/test_dicomweb.py \
