@@ -88,3 +88,16 @@ def test_cli_reports_typed_errors_without_traceback(
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: Invalid settings") and "Traceback" not in err
+
+
+def test_python_m_zebra_cli_runs_the_command() -> None:
+    import subprocess
+    import sys
+
+    import zebra
+
+    done = subprocess.run(
+        [sys.executable, "-m", "zebra_cli", "version"], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith(zebra.__version__)
