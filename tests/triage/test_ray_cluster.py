@@ -49,7 +49,7 @@ for n in ray.nodes():
         for key in n["Resources"]:
             if key.startswith("zebra_node_"):
                 out.setdefault(key[len("zebra_node_"):], []).append(n["NodeID"])
-print(json.dumps(out))
+print("ZEBRA_NODES " + json.dumps(out))
 """
 
 
@@ -84,7 +84,10 @@ class Cluster:
             timeout=120,
         )
         assert out.returncode == 0, out.stderr[-2000:]
-        return json.loads(out.stdout.strip().splitlines()[-1])
+        # Ray may print warnings ("raylet has lagging heartbeats ...") on stdout too: read the marked line.
+        marked = [line for line in out.stdout.splitlines() if line.startswith("ZEBRA_NODES ")]
+        assert marked, out.stdout[-2000:] + out.stderr[-2000:]
+        return json.loads(marked[-1].removeprefix("ZEBRA_NODES "))
 
     def node_ids(self) -> dict[str, str]:
         """``name -> node id`` of a healthy cluster (exactly one live node per name)."""
