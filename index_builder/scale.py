@@ -17,7 +17,6 @@ one after another: memory holds the index being built and one shard.
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import shutil
 import time
@@ -29,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from index_builder import faiss_factory
+from zebra.config import zebra_environment
 from zebra.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -102,11 +102,6 @@ def _embed_shard(spec: str, texts: Sequence[str], batch_size: int) -> np.ndarray
     from index_builder.pipeline import encode_sorted
 
     return encode_sorted(create_text_embedder(spec), list(texts), batch_size=batch_size)
-
-
-def _zebra_env() -> dict[str, str]:
-    # Local Ray workers inherit the environment, a cluster's do not: pass Zebra's settings explicitly.
-    return {k: v for k, v in os.environ.items() if k.startswith("ZEBRA_")}
 
 
 def check_engine(engine: str) -> str:
@@ -192,7 +187,7 @@ def _embed_ray(
     started_here = False
     if not ray.is_initialized():
         kwargs: dict[str, Any] = {
-            "runtime_env": {"env_vars": _zebra_env()},
+            "runtime_env": {"env_vars": zebra_environment()},
             "include_dashboard": False,
             "log_to_driver": True,
             "configure_logging": False,

@@ -19,11 +19,11 @@ Multi-node clusters:
 from __future__ import annotations
 
 import logging
-import os
 from typing import TYPE_CHECKING, Any
 
 from triage import queue
 from triage.errors import WorkerCrashError
+from zebra.config import zebra_environment
 from zebra.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -45,11 +45,6 @@ def ray_available() -> bool:
 
 #: Times Ray reschedules a task whose process or node died (never for the task's own exceptions).
 TASK_RETRIES = 3
-
-
-def _zebra_env() -> dict[str, str]:
-    # Local Ray workers inherit the environment, but a cluster's do not: pass Zebra's settings explicitly.
-    return {k: v for k, v in os.environ.items() if k.startswith("ZEBRA_")}
 
 
 def ray_task(cfg_dict: dict[str, Any]) -> dict[str, Any]:
@@ -103,7 +98,7 @@ def connect(store: Store, options: TriageOptions) -> bool:
     started_here = False
     if not ray.is_initialized():
         kwargs: dict[str, Any] = {
-            "runtime_env": {"env_vars": _zebra_env()},
+            "runtime_env": {"env_vars": zebra_environment()},
             "include_dashboard": False,
             "log_to_driver": True,
             "configure_logging": False,

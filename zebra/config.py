@@ -238,3 +238,9 @@ def load_settings(**overrides: Any) -> Settings:
 def get_settings() -> Settings:
     """The process-wide settings, loaded once. Tests call ``get_settings.cache_clear()``."""
     return load_settings()
+
+
+def zebra_environment() -> dict[str, str]:
+    """The ``ZEBRA_*`` variables of this process: local Ray workers inherit the environment, a cluster's do not,
+    so the Ray engines pass Zebra's settings to their workers explicitly."""
+    return {k: v for k, v in os.environ.items() if k.startswith("ZEBRA_")}
