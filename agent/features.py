@@ -180,19 +180,26 @@ def build_candidates(
     ]
     aggregated = aggregate_diagnoses(proxies, top_n=None, matcher=matcher, max_evidence=8)
     candidates: list[Candidate] = []
-    for agg in aggregated[:max_candidates]:
+    for agg in aggregated:
+        if len(candidates) >= max_candidates:
+            break
         ids = [str(c) for c in agg.evidence]
-        candidates.append(
-            Candidate(
-                label=" ".join(agg.label.split()),
-                key=agg.key,
-                score=float(agg.score),
-                n_hits=int(agg.n_hits),
-                best_rank=int(agg.best_rank),
-                evidence_ids=ids,
-                kinds=list(agg.evidence_kinds),
-            )
+        cand = Candidate(
+            label=" ".join(agg.label.split()),
+            key=agg.key,
+            score=float(agg.score),
+            n_hits=int(agg.n_hits),
+            best_rank=int(agg.best_rank),
+            evidence_ids=ids,
+            kinds=list(agg.evidence_kinds),
         )
+        if imaged_region is not None:
+            # the anatomy rule acts before the cap: with a head image, the places of the candidates of other
+            # regions go to the next head candidates instead of being left empty
+            codes = [by_id[i]["acr_code"] for i in ids if i in by_id and by_id[i].get("acr_code")]
+            if not consistent_with(candidate_region(cand.label, codes), imaged_region):
+                continue
+        candidates.append(cand)
     # diagnoses only the images point at
     for items in (image_evidence, image_text_ranked):
         for item in items:

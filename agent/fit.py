@@ -414,6 +414,14 @@ def fit_from_rows(rows: Sequence[dict[str, Any]], *, seed: int = 0) -> dict[str,
             "temperature": round(temperature, 4),
             "oof": _metrics(oof_probs, cases),
             "oof_before_temperature": _metrics(uncalibrated, cases),
+            # per input setting: whether the image rows beat the history rows of the same cases is read here
+            "oof_by_setting": {
+                setting: _metrics(
+                    [p for p, r in zip(oof_probs, rows, strict=True) if r.get("setting") == setting],
+                    [c for c, r in zip(cases, rows, strict=True) if r.get("setting") == setting],
+                )
+                for setting in dict.fromkeys(str(r.get("setting")) for r in rows)
+            },
         },
         "risk_control": {
             "delta": DELTA,

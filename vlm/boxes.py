@@ -15,7 +15,6 @@ def clean_float(value: float | None) -> float | None:
     return value if math.isfinite(value) else None
 
 
-
 @dataclass
 class Box:
     """An axis-aligned box in input-image pixels.

@@ -8,9 +8,12 @@ statistics, the retrieval embedding, a 3x3 grid of the stride-16 neck map (where
 pooled under the anomaly heatmap (what the finding looks like), an intensity histogram, an 8x8 thumbnail and
 the left-right symmetry of the letterboxed image. Each head's probabilities are temperature-calibrated on
 out-of-fold predictions of the training images; a value is *stated* only above the head's threshold, also
-chosen on the training images (:mod:`vlm.train.findings`). Terms are stated from probability 0.5 on (more
-likely than not); terms above a lower *query threshold* (the best out-of-fold F1 on the training images) are
-*cues*: they steer retrieval and the agreement features of the agent, and are never said to the user.
+chosen on the training images (:mod:`vlm.train.findings`). The term heads are *stacked*: a second linear stage
+reads the first stage's term logits beside the modality, sequence and plane probabilities (a T2 image's
+"hyperintense" is more often said than a CT's). Terms are stated from probability 0.5 on (more likely than not);
+terms above a lower *query threshold* (the best out-of-fold F1 on the training images) are *cues*: they steer
+retrieval and the agreement features of the agent, and the caption says them only hedged, in a separate
+"Possible (less likely than not): ..." sentence.
 
 The weights live in a safetensors file beside the checkpoint (``<stem>.findings.safetensors``, digest in the
 checkpoint JSON's ``findings`` block); nothing is unpickled.
@@ -244,6 +247,8 @@ class LinearHead:
         kind: ``"softmax"`` or ``"sigmoid"``. groups: Term groups (sigmoid heads).
         query_threshold: Terms from this probability on are retrieval cues (sigmoid heads; ``None``: the
             stated threshold).
+        inputs: A *stacked* head reads, instead of the features, the outputs of these heads (in this order:
+            a sigmoid head's calibrated logits, a softmax head's probabilities); empty: the features.
     """
 
     classes: tuple[str, ...]
@@ -254,11 +259,30 @@ class LinearHead:
     kind: str = "softmax"
     groups: tuple[str, ...] = ()
     query_threshold: float | None = None
+    inputs: tuple[str, ...] = ()
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """``(B, K)`` temperature-scaled logits of inputs ``x``."""
+        return (x @ self.coef.T + self.intercept) / self.temperature
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
-        """``(B, K)`` calibrated probabilities of standardised features ``x``."""
-        z = (x @ self.coef.T + self.intercept) / self.temperature
+        """``(B, K)`` calibrated probabilities of inputs ``x`` (standardised features, or the stacked inputs)."""
+        z = self.logits(x)
         return _softmax(z) if self.kind == "softmax" else _sigmoid(z)
+
+
+def stack_inputs(
+    outputs: Mapping[str, np.ndarray], heads: Mapping[str, LinearHead], names: Sequence[str]
+) -> np.ndarray:
+    """The input of a stacked head: the named heads' outputs side by side (a sigmoid head's as logits, so that a
+    linear second stage can keep the first stage's evidence unchanged; a softmax head's as probabilities)."""
+    parts = []
+    for name in names:
+        out = np.asarray(outputs[name], dtype=np.float64)
+        if heads[name].kind == "sigmoid":
+            out = np.log(np.clip(out, 1e-9, 1.0)) - np.log(np.clip(1.0 - out, 1e-9, 1.0))
+        parts.append(out)
+    return np.concatenate(parts, axis=1)
 
 
 @dataclass
@@ -277,6 +301,14 @@ class FindingsModel:
     meta: dict[str, Any] = field(default_factory=dict)
     proj: np.ndarray | None = None
 
+    @functools.cached_property
+    def term_priors(self) -> dict[str, float]:
+        """Term -> share of the training images whose caption says it (from the fit report), if recorded."""
+        report = (self.meta.get("cv") or {}).get("terms") or {}
+        n = (self.meta.get("data") or {}).get("n_images") or report.get("n_images")
+        positives = report.get("positives") or {}
+        return {t: int(c) / int(n) for t, c in positives.items()} if n else {}
+
     @property
     def dim(self) -> int:
         """Feature dimension."""
@@ -287,7 +319,12 @@ class FindingsModel:
         x = (np.asarray(features, dtype=np.float64) - self.mean) / self.scale
         if self.proj is not None:
             x = x @ self.proj
-        return {name: head.probabilities(x) for name, head in self.heads.items()}
+        out = {name: head.probabilities(x) for name, head in self.heads.items() if not head.inputs}
+        # stacked heads last, in order: each reads heads computed before it
+        for name, head in self.heads.items():
+            if head.inputs:
+                out[name] = head.probabilities(stack_inputs(out, self.heads, head.inputs))
+        return out
 
     def predict(self, features: np.ndarray) -> list[Findings]:
         """One :class:`~vlm.types.Findings` per feature row."""
@@ -322,9 +359,12 @@ class FindingsModel:
         head = self.heads.get("terms")
         if head is not None:
             cue_at = head.query_threshold if head.query_threshold is not None else head.threshold
+            priors = self.term_priors
             for name, group, p in zip(head.classes, head.groups, probs["terms"], strict=True):
                 terms.append(
-                    FindingValue(name, float(p), group, bool(p >= head.threshold), bool(p >= cue_at))
+                    FindingValue(
+                        name, float(p), group, bool(p >= head.threshold), bool(p >= cue_at), priors.get(name)
+                    )
                 )
             terms.sort(key=lambda t: -t.confidence)
             _consistent(terms, modality)
@@ -366,6 +406,7 @@ class FindingsModel:
                             if h.query_threshold is not None
                             else {}
                         ),
+                        **({"inputs": list(h.inputs)} if h.inputs else {}),
                     }
                     for name, h in self.heads.items()
                 },
@@ -411,7 +452,15 @@ class FindingsModel:
                 query_threshold=(
                     float(spec["query_threshold"]) if spec.get("query_threshold") is not None else None
                 ),
+                inputs=tuple(spec.get("inputs") or ()),
             )
+        for name, head in heads.items():
+            unknown = [i for i in head.inputs if i not in heads or heads[i].inputs]
+            if unknown:
+                raise ModelError(
+                    f"Finding head {name!r} reads {unknown}, which are not first-stage heads of {path.name}.",
+                    hint=f"Heads present: {sorted(heads)}. Re-run `zebra vlm fit-findings`.",
+                )
         proj = t["proj"].astype(np.float64) if "proj" in t else None
         return cls(t["mean"].astype(np.float64), t["scale"].astype(np.float64), heads, dict(block), proj)
 
@@ -464,12 +513,43 @@ _AFTER = (
 )
 
 
-def findings_sentence(findings: Findings) -> str:
-    """The findings in a radiologist's order: header, then appearance, compartment and site.
+#: At most this many uncertain terms are said, most probable first (a list of ten "possible" findings reads as
+#: noise to a radiologist).
+MAX_POSSIBLE = 5
 
-    E.g. ``"Axial non-contrast CT: bilateral hypodense extra-axial lesion; frontal lobe; with mass effect."``
-    Only stated (confident) values appear; with none, just the header.
+
+def possible_terms(findings: Findings) -> list[str]:
+    """The uncertain terms the caption hedges: retrieval cues that are not stated (probability between the
+    head's query threshold and its stated threshold), most probable first, at most :data:`MAX_POSSIBLE`, and at
+    most one side word (none when a side is stated)."""
+    # one side at most, as in the stated sentence: "possible: right, left" says nothing
+    side_said = any(t.stated and t.group == "side" for t in findings.terms)
+    out = []
+    for t in findings.terms:  # most probable first
+        if not t.cue or t.stated or (t.group == "side" and side_said):
+            continue
+        side_said = side_said or t.group == "side"
+        out.append(t.value)
+    return out[:MAX_POSSIBLE]
+
+
+def findings_sentence(findings: Findings) -> str:
+    """The findings in a radiologist's order: header, then appearance, compartment and site, then the hedge.
+
+    E.g. ``"Axial non-contrast CT: bilateral hypodense extra-axial lesion; frontal lobe; with mass effect.
+    Possible (less likely than not): edema, hemorrhage."`` The first sentence holds only stated (confident)
+    values; terms between the query threshold and the stated one follow in the hedged sentence
+    (:func:`possible_terms`), never as facts.
     """
+    main = _stated_sentence(findings)
+    possible = possible_terms(findings)
+    if not possible:
+        return main
+    hedge = "Possible (less likely than not): " + ", ".join(possible) + "."
+    return f"{main} {hedge}" if main else hedge
+
+
+def _stated_sentence(findings: Findings) -> str:
     stated = [t for t in findings.terms if t.stated]
     by_group: dict[str, list[str]] = {}
     for t in stated:
@@ -516,5 +596,7 @@ __all__ = [
     "load_vocabulary",
     "modality_class",
     "plane_class",
+    "possible_terms",
     "sequence_class",
+    "stack_inputs",
 ]

@@ -126,6 +126,9 @@ class FindingValue:
         stated: Whether it is confident enough to be said (above the head's threshold).
         cue: For terms: whether it is likely enough to steer retrieval (above the head's query threshold,
             lower than the stated one); stated terms are cues too.
+        prior: For terms: the share of the training images whose caption says it (the base rate the
+            probability is to be read against: 0.3 for a term said of 5% of images is six times the usual);
+            ``None`` when unknown.
     """
 
     value: str
@@ -133,6 +136,7 @@ class FindingValue:
     group: str = ""
     stated: bool = False
     cue: bool = False
+    prior: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict."""
@@ -142,6 +146,7 @@ class FindingValue:
             "group": self.group,
             "stated": bool(self.stated),
             "cue": bool(self.cue or self.stated),
+            **({"prior": round(float(self.prior), 4)} if self.prior is not None else {}),
         }
 
     @classmethod
@@ -153,6 +158,7 @@ class FindingValue:
             str(data.get("group") or ""),
             bool(data.get("stated")),
             bool(data.get("cue") or data.get("stated")),
+            float(data["prior"]) if data.get("prior") is not None else None,
         )
 
 

@@ -133,6 +133,20 @@ def test_head_image_removes_other_regions_and_scores_agreement() -> None:
     assert by["Glioblastoma"].agreed == []  # "ring enhancement" is not "enhancement"
 
 
+def test_the_anatomy_rule_acts_before_the_candidate_cap() -> None:
+    """With two places and a head image, appendicitis (ranked second) gives its place to glioblastoma (third):
+    the rule removes candidates of other regions before the cap, not after it."""
+    from agent.features import build_candidates
+
+    capped = build_candidates(_evidence(), max_candidates=2)
+    assert [c.label for c in capped] == ["Meningioma", "Appendicitis"]
+    with_image = build_candidates(_evidence(), max_candidates=2, imaged_region="head")
+    assert [c.label for c in with_image] == ["Meningioma", "Glioblastoma"]
+    # ranks and shares are among the head candidates kept
+    assert with_image[1].features["inv_cand_rank"] == 0.5
+    assert abs(sum(c.features["score_share"] for c in with_image) - 1.0) < 1e-9
+
+
 def test_model_citation_only_where_the_finding_supports_it() -> None:
     from agent.features import build_candidates
     from agent.reasoners.base import ReasoningRequest
