@@ -306,6 +306,36 @@ def caption_policy(
     return said | (hedged & keep)
 
 
+def _binary_heads_oof(
+    x: np.ndarray, y: np.ndarray, groups: Sequence[str], grid: Sequence[float]
+) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """One binary head per column of ``y``: the L2 strength of ``grid`` with the lowest summed out-of-fold
+    log-loss (one strength for every term: a per-term choice overfits rare terms), a temperature per term.
+
+    Returns:
+        ``(nll, C, out-of-fold calibrated probabilities (N, K), temperatures (K,))``.
+    """
+    folds = _group_folds(groups, FOLDS)
+    best = None
+    for c in grid:
+        z = np.concatenate([_oof(x, y[:, j].astype(int), folds, c) for j in range(y.shape[1])], axis=1)
+        temps = np.array([_fit_temperature(z[:, j], y[:, j], "sigmoid") for j in range(y.shape[1])])
+        p = 1 / (1 + np.exp(-np.clip(z / temps, -40, 40)))
+        nll = float(-(y * np.log(p + 1e-12) + (1 - y) * np.log(1 - p + 1e-12)).mean())
+        if best is None or nll < best[0]:
+            best = (nll, c, p, temps)
+    assert best is not None
+    return best
+
+
+def _refit_binary_heads(x: np.ndarray, y: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(coef (K, D), intercept (K,))`` of one binary head per column of ``y``, fitted on every row."""
+    from sklearn.linear_model import LogisticRegression
+
+    models = [LogisticRegression(C=c, max_iter=3000).fit(x, y[:, j].astype(int)) for j in range(y.shape[1])]
+    return np.stack([m.coef_[0] for m in models]), np.array([m.intercept_[0] for m in models])
+
+
 def fit_stacked_terms(
     base_logits: np.ndarray,
     context: Sequence[np.ndarray],
@@ -327,35 +357,21 @@ def fit_stacked_terms(
     Returns:
         The head (standardisation folded into its weights), its report and the out-of-fold probabilities.
     """
-    from sklearn.linear_model import LogisticRegression
 
     z_in = np.concatenate([base_logits, *context], axis=1)
     mu, sd = z_in.mean(0), z_in.std(0) + 1e-6
     xs = (z_in - mu) / sd
-    folds = _group_folds(groups, FOLDS)
-    best = None
-    for c in STACK_C_GRID:
-        z = np.concatenate([_oof(xs, y[:, j].astype(int), folds, c) for j in range(y.shape[1])], axis=1)
-        temps = np.array([_fit_temperature(z[:, j], y[:, j], "sigmoid") for j in range(y.shape[1])])
-        p = 1 / (1 + np.exp(-np.clip(z / temps, -40, 40)))
-        nll = float(-(y * np.log(p + 1e-12) + (1 - y) * np.log(1 - p + 1e-12)).mean())
-        if best is None or nll < best[0]:
-            best = (nll, c, p, temps)
-    assert best is not None
-    nll, c, p, temps = best
+    nll, c, p, temps = _binary_heads_oof(xs, y, groups, STACK_C_GRID)
     f1s = {
         float(t): _micro_f1(caption_policy(p, t, term_groups), y) for t in TERM_THRESHOLDS if t < TERM_STATED
     }
     threshold = max(f1s, key=lambda t: f1s[t])
-    coef, intercept = [], []
-    for j in range(y.shape[1]):
-        m = LogisticRegression(C=c, max_iter=3000).fit(xs, y[:, j].astype(int))
-        coef.append(m.coef_[0] / sd)  # fold the standardisation into the weights
-        intercept.append(m.intercept_[0] - float((m.coef_[0] * mu / sd).sum()))
+    w, b = _refit_binary_heads(xs, y, c)
+    coef, intercept = w / sd, b - (w * mu / sd).sum(1)  # fold the standardisation into the weights
     head = LinearHead(
         classes=tuple(names),
-        coef=np.stack(coef),
-        intercept=np.array(intercept),
+        coef=coef,
+        intercept=intercept,
         temperature=temps,
         threshold=TERM_STATED,
         kind="sigmoid",
@@ -392,7 +408,6 @@ def fit_term_head(
     Returns:
         The head, its report, and its out-of-fold calibrated probabilities ``(N, K)`` (for the stacked stage).
     """
-    from sklearn.linear_model import LogisticRegression
 
     vocab = load_vocabulary()
     # a term needs positives and negatives to be learnt
@@ -400,29 +415,14 @@ def fit_term_head(
         n for n in vocab.names if MIN_POSITIVES <= sum(n in t for t in terms) <= len(terms) - MIN_POSITIVES
     ]
     y = np.array([[n in t for n in names] for t in terms], dtype=np.float64)
-    folds = _group_folds(groups, FOLDS)
-    # one L2 strength for every term, by summed out-of-fold log-loss (per-term choice overfits rare terms)
-    best = None
-    for c in C_GRID:
-        z = np.concatenate([_oof(x, y[:, j].astype(int), folds, c) for j in range(len(names))], axis=1)
-        temps = np.array([_fit_temperature(z[:, j], y[:, j], "sigmoid") for j in range(len(names))])
-        p = 1 / (1 + np.exp(-np.clip(z / temps, -40, 40)))
-        nll = float(-(y * np.log(p + 1e-12) + (1 - y) * np.log(1 - p + 1e-12)).mean())
-        if best is None or nll < best[0]:
-            best = (nll, c, p, temps)
-    assert best is not None
-    nll, c, p, temps = best
+    nll, c, p, temps = _binary_heads_oof(x, y, groups, C_GRID)
     f1s = {float(thr): _micro_f1(p >= thr, y) for thr in TERM_THRESHOLDS}
     threshold = max(f1s, key=lambda t: f1s[t])
-    coef, intercept = [], []
-    for j in range(len(names)):
-        m = LogisticRegression(C=c, max_iter=3000).fit(x, y[:, j].astype(int))
-        coef.append(m.coef_[0])
-        intercept.append(m.intercept_[0])
+    coef, intercept = _refit_binary_heads(x, y, c)
     head = LinearHead(
         classes=tuple(names),
-        coef=np.stack(coef),
-        intercept=np.array(intercept),
+        coef=coef,
+        intercept=intercept,
         temperature=temps,
         threshold=TERM_STATED,
         kind="sigmoid",
