@@ -336,6 +336,29 @@ def _refit_binary_heads(x: np.ndarray, y: np.ndarray, c: float) -> tuple[np.ndar
     return np.stack([m.coef_[0] for m in models]), np.array([m.intercept_[0] for m in models])
 
 
+def _term_head(
+    names: Sequence[str],
+    groups: Sequence[str],
+    coef: np.ndarray,
+    intercept: np.ndarray,
+    temps: np.ndarray,
+    query_threshold: float,
+    inputs: Sequence[str] = (),
+) -> LinearHead:
+    """A sigmoid term head stated from :data:`TERM_STATED`, cues from ``query_threshold``."""
+    return LinearHead(
+        classes=tuple(names),
+        coef=coef,
+        intercept=intercept,
+        temperature=temps,
+        threshold=TERM_STATED,
+        kind="sigmoid",
+        groups=tuple(groups),
+        query_threshold=query_threshold,
+        inputs=tuple(inputs),
+    )
+
+
 def fit_stacked_terms(
     base_logits: np.ndarray,
     context: Sequence[np.ndarray],
@@ -368,17 +391,7 @@ def fit_stacked_terms(
     threshold = max(f1s, key=lambda t: f1s[t])
     w, b = _refit_binary_heads(xs, y, c)
     coef, intercept = w / sd, b - (w * mu / sd).sum(1)  # fold the standardisation into the weights
-    head = LinearHead(
-        classes=tuple(names),
-        coef=coef,
-        intercept=intercept,
-        temperature=temps,
-        threshold=TERM_STATED,
-        kind="sigmoid",
-        groups=tuple(term_groups),
-        query_threshold=threshold,
-        inputs=tuple(inputs),
-    )
+    head = _term_head(names, term_groups, coef, intercept, temps, threshold, inputs)
     said = caption_policy(p, threshold, term_groups)
     report = {
         "C": c,
@@ -419,16 +432,7 @@ def fit_term_head(
     f1s = {float(thr): _micro_f1(p >= thr, y) for thr in TERM_THRESHOLDS}
     threshold = max(f1s, key=lambda t: f1s[t])
     coef, intercept = _refit_binary_heads(x, y, c)
-    head = LinearHead(
-        classes=tuple(names),
-        coef=coef,
-        intercept=intercept,
-        temperature=temps,
-        threshold=TERM_STATED,
-        kind="sigmoid",
-        groups=tuple(vocab.group_of(n) for n in names),
-        query_threshold=threshold,
-    )
+    head = _term_head(names, [vocab.group_of(n) for n in names], coef, intercept, temps, threshold)
     report = {
         "n_images": len(y),
         "n_terms": len(names),
