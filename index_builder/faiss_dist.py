@@ -59,5 +59,7 @@ def require_faiss():
         import faiss
     except ImportError as exc:
         check_faiss_install()  # names the extra to install
-        raise ConfigError("FAISS is installed but cannot be imported: " + str(exc), hint="Reinstall it.") from exc
+        raise ConfigError(
+            "FAISS is installed but cannot be imported: " + str(exc), hint="Reinstall it."
+        ) from exc
     return faiss

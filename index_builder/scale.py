@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from index_builder import faiss_factory
-from zebra.config import zebra_environment
+from zebra.config import ray_init_kwargs
 from zebra.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -186,17 +186,8 @@ def _embed_ray(
 
     started_here = False
     if not ray.is_initialized():
-        kwargs: dict[str, Any] = {
-            "runtime_env": {"env_vars": zebra_environment()},
-            "include_dashboard": False,
-            "log_to_driver": True,
-            "configure_logging": False,
-            # never join a Ray another program started on this machine unless asked to
-            "address": ray_address or "local",
-        }
-        if not ray_address and ray_cpus:
-            kwargs["num_cpus"] = int(ray_cpus)
-        ray.init(**kwargs)
+        # never join a Ray another program started on this machine unless asked to
+        ray.init(**ray_init_kwargs(ray_address, ray_cpus, default_address="local"))
         started_here = True
     try:
         workers = max(1, int(ray.cluster_resources().get("CPU", 1)))

@@ -101,3 +101,18 @@ def test_python_m_zebra_cli_runs_the_command() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith(zebra.__version__)
+
+
+def test_ray_init_kwargs_pass_zebra_settings_and_never_join_by_accident(monkeypatch) -> None:
+    from zebra.config import ray_init_kwargs
+
+    monkeypatch.setenv("ZEBRA_DATA_DIR", "/data/zebra")
+    monkeypatch.setenv("UNRELATED_SECRET", "x")
+    joined = ray_init_kwargs("ray://head:10001", 8)
+    assert joined["address"] == "ray://head:10001" and "num_cpus" not in joined  # a cluster has its own CPUs
+    env = joined["runtime_env"]["env_vars"]
+    assert env["ZEBRA_DATA_DIR"] == "/data/zebra" and "UNRELATED_SECRET" not in env
+    assert joined["include_dashboard"] is False and joined["configure_logging"] is False
+    local = ray_init_kwargs(None, 2, default_address="local")
+    assert local["address"] == "local" and local["num_cpus"] == 2
+    assert "address" not in ray_init_kwargs(None, None)  # Ray decides (joins a `ray start` of this machine)

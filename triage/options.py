@@ -66,7 +66,6 @@ class TriageOptions:
         return 1 if self.threads is None else int(self.threads)
 
 
-
 def finished_count(counts: dict[str, int]) -> int:
     """Items done or failed for good."""
     return counts.get("done", 0) + counts.get("error", 0)

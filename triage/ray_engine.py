@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from triage import queue
 from triage.errors import WorkerCrashError
-from zebra.config import zebra_environment
+from zebra.config import ray_init_kwargs
 from zebra.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -97,17 +97,7 @@ def connect(store: Store, options: TriageOptions) -> bool:
         ) from exc
     started_here = False
     if not ray.is_initialized():
-        kwargs: dict[str, Any] = {
-            "runtime_env": {"env_vars": zebra_environment()},
-            "include_dashboard": False,
-            "log_to_driver": True,
-            "configure_logging": False,
-        }
-        if options.ray_address:
-            kwargs["address"] = options.ray_address
-        elif options.ray_num_cpus:
-            kwargs["num_cpus"] = int(options.ray_num_cpus)
-        ray.init(**kwargs)
+        ray.init(**ray_init_kwargs(options.ray_address, options.ray_num_cpus))
         started_here = True
     try:
         nodes = alive_nodes()

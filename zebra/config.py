@@ -244,3 +244,28 @@ def zebra_environment() -> dict[str, str]:
     """The ``ZEBRA_*`` variables of this process: local Ray workers inherit the environment, a cluster's do not,
     so the Ray engines pass Zebra's settings to their workers explicitly."""
     return {k: v for k, v in os.environ.items() if k.startswith("ZEBRA_")}
+
+
+def ray_init_kwargs(
+    address: str | None, num_cpus: int | None = None, *, default_address: str | None = None
+) -> dict[str, Any]:
+    """The ``ray.init`` arguments both Ray engines use: Zebra's settings passed to the workers
+    (:func:`zebra_environment`), no dashboard, worker logs on the driver, Zebra's own logging left alone.
+
+    Args:
+        address: A cluster to join (``ray://`` or ``host:port``); ``None``: ``default_address``.
+        num_cpus: CPUs of a Ray started here (ignored when joining a cluster).
+        default_address: ``"local"`` never joins a Ray another program started on this machine; ``None`` lets
+            Ray decide (it joins one started with ``ray start`` on this machine).
+    """
+    kwargs: dict[str, Any] = {
+        "runtime_env": {"env_vars": zebra_environment()},
+        "include_dashboard": False,
+        "log_to_driver": True,
+        "configure_logging": False,
+    }
+    if address or default_address:
+        kwargs["address"] = address or default_address
+    if not address and num_cpus:
+        kwargs["num_cpus"] = int(num_cpus)
+    return kwargs

@@ -31,7 +31,6 @@ def model_folder(path: str | Path) -> Path:
     return path
 
 
-
 class SentenceTransformerEmbedder:
     """A sentence-transformers model loaded from a local folder, never from the network.
 
