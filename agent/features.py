@@ -193,12 +193,10 @@ def build_candidates(
             evidence_ids=ids,
             kinds=list(agg.evidence_kinds),
         )
-        if imaged_region is not None:
-            # the anatomy rule acts before the cap: with a head image, the places of the candidates of other
-            # regions go to the next head candidates instead of being left empty
-            codes = [by_id[i]["acr_code"] for i in ids if i in by_id and by_id[i].get("acr_code")]
-            if not consistent_with(candidate_region(cand.label, codes), imaged_region):
-                continue
+        # the anatomy rule acts before the cap: with a head image, the places of the candidates of other
+        # regions go to the next head candidates instead of being left empty
+        if imaged_region is not None and not consistent_with(_locate(cand, by_id), imaged_region):
+            continue
         candidates.append(cand)
     # diagnoses only the images point at
     for items in (image_evidence, image_text_ranked):
@@ -226,7 +224,6 @@ def build_candidates(
         dense = [float(e["dense"]) for e in items if e.get("dense") is not None and e.get("via") == "text"]
         label_words = set(content_tokens(cand.key))
         evidence_words = content_words(" ".join(str(e.get("text") or e.get("quote") or "") for e in items))
-        cand.acr_codes = list(dict.fromkeys(e["acr_code"] for e in items if e.get("acr_code")))
         kinds = set(cand.kinds)
         cand.features = {
             "score_rel": cand.score / best if best > 0 else 0.0,
@@ -246,13 +243,21 @@ def build_candidates(
         for purpose in RANKED_QUERIES:
             ranks = [int((e.get("query_ranks") or {}).get(purpose) or 0) for e in items]
             cand.features[f"qr_{purpose}"] = max((1.0 / r for r in ranks if r > 0), default=0.0)
-        cand.region = candidate_region(cand.label, cand.acr_codes)
+        _locate(cand, by_id)  # again: image evidence may have joined the candidate since
         cand.features["region_head"] = float(imaged_region is not None and cand.region == "head")
         cand.agreed = _agreed(finding_terms, items)
         cand.features["finding_agreement"] = len(cand.agreed) / len(finding_terms) if finding_terms else 0.0
     if imaged_region is not None:
         candidates = [c for c in candidates if consistent_with(c.region, imaged_region)]
     return candidates
+
+
+def _locate(cand: Candidate, by_id: dict[str, dict[str, Any]]) -> str:
+    """Sets and returns the candidate's region, from the ACR codes of its evidence and its name."""
+    items = [by_id[i] for i in cand.evidence_ids if i in by_id]
+    cand.acr_codes = list(dict.fromkeys(e["acr_code"] for e in items if e.get("acr_code")))
+    cand.region = candidate_region(cand.label, cand.acr_codes)
+    return cand.region
 
 
 def _agreed(terms: Sequence[str], items: Sequence[dict[str, Any]]) -> list[str]:

@@ -155,13 +155,24 @@ def _fit_temperature(logits: np.ndarray, y: np.ndarray, kind: str) -> float:
     return best_t
 
 
-def _oof(x: np.ndarray, y: np.ndarray, folds: Sequence[np.ndarray], c: float) -> np.ndarray:
+def _oof(
+    x: np.ndarray,
+    y: np.ndarray,
+    folds: Sequence[np.ndarray],
+    c: float,
+    *,
+    labelled: np.ndarray | None = None,
+) -> np.ndarray:
+    """Out-of-fold logits of every row (one column for two classes); fold models learn from the ``labelled``
+    rows of the other folds (default: all rows; the ``y`` of the others is ignored)."""
     from sklearn.linear_model import LogisticRegression
 
-    classes = np.unique(y)
+    labelled = np.ones(len(y), dtype=bool) if labelled is None else np.asarray(labelled, dtype=bool)
+    classes = np.unique(y[labelled])
     out = np.zeros((len(y), len(classes) if len(classes) > 2 else 1))
     for held in folds:
         train = np.setdiff1d(np.arange(len(y)), held)
+        train = train[labelled[train]]
         seen = np.unique(y[train])
         if len(seen) < 2:
             # the training folds hold one class only: predict it, strongly
@@ -257,53 +268,38 @@ def oof_probabilities(
     Same case-grouped folds as the fit; a fold model is fitted on the labelled rows of the other folds with the
     head's L2 strength, and its logits are divided by the head's temperature.
     """
-    from sklearn.linear_model import LogisticRegression
-
     classes = list(head.classes)
-    out = np.zeros((len(x), len(classes)))
-    for held in _group_folds(groups, FOLDS):
-        train = np.setdiff1d(np.arange(len(x)), held)
-        train = train[[labels[i] in classes for i in train]]
-        y = np.array([classes.index(labels[i]) for i in train])
-        seen = np.unique(y)
-        if len(seen) < 2:
-            out[np.ix_(held, seen)] = 1.0
-            continue
-        model = LogisticRegression(C=c, max_iter=3000).fit(x[train], y)
-        z = np.full((len(held), len(classes)), -30.0)
-        dec = model.decision_function(x[held]).reshape(len(held), -1)
-        if len(seen) == 2:
-            dec = np.concatenate([np.zeros_like(dec), dec], axis=1)
-        z[:, seen] = dec
-        z = z / float(head.temperature[0])
-        z -= z.max(1, keepdims=True)
-        out[held] = np.exp(z) / np.exp(z).sum(1, keepdims=True)
-    return out
+    keep = np.array([lab in classes for lab in labels])
+    y = np.array([classes.index(lab) if k else 0 for lab, k in zip(labels, keep, strict=True)])
+    z = _two_columns(_oof(x, y, _group_folds(groups, FOLDS), c, labelled=keep)) / float(head.temperature[0])
+    z -= z.max(1, keepdims=True)
+    return np.exp(z) / np.exp(z).sum(1, keepdims=True)
 
 
 def caption_policy(
     p: np.ndarray, query_threshold: float, groups: Sequence[str] = (), *, stated: float = TERM_STATED
 ) -> np.ndarray:
-    """Which terms the caption says per row (stated, or hedged as :func:`vlm.findings.possible_terms` does:
-    the most probable, one side word at most), as a mask."""
-    from vlm.findings import MAX_POSSIBLE
+    """Which terms the caption says per row, as a mask: the stated ones and those
+    :func:`vlm.findings.possible_terms` hedges (the same function as at inference, so the threshold is chosen for
+    the policy the user reads)."""
+    from vlm.findings import possible_terms
+    from vlm.types import Findings, FindingValue
 
     said = p >= stated
-    hedged = (p >= query_threshold) & ~said
-    side = np.array([g == "side" for g in groups], dtype=bool) if len(groups) else np.zeros(p.shape[1], bool)
-    if side.any():
-        # keep only the most probable hedged side word, and none when a side is stated
-        side_p = np.where(hedged & side, p, -1.0)
-        best = side_p.argmax(1)
-        only = np.zeros_like(hedged)
-        only[np.arange(len(p)), best] = True
-        hedged &= ~side | (only & ~(said & side).any(1, keepdims=True))
-    # at most MAX_POSSIBLE hedged terms, the most probable
-    order = np.argsort(-np.where(hedged, p, -1.0), axis=1)
-    keep = np.zeros_like(hedged)
-    rows = np.arange(len(p))[:, None]
-    keep[rows, order[:, :MAX_POSSIBLE]] = True
-    return said | (hedged & keep)
+    for r, row in enumerate(p):
+        terms = [
+            FindingValue(
+                str(j),
+                float(row[j]),
+                groups[j] if len(groups) else "",
+                bool(said[r, j]),
+                bool(row[j] >= query_threshold),
+            )
+            for j in np.argsort(-row, kind="stable")  # most probable first, as the findings list them
+        ]
+        for name in possible_terms(Findings(terms=terms)):
+            said[r, int(name)] = True
+    return said
 
 
 def _binary_heads_oof(
