@@ -452,10 +452,12 @@ class Searcher:
 
     # ------------------------------------------------------------------ internals: vectors
     def embed_queries(self, queries: Sequence[str]) -> np.ndarray:
-        """``(n, dim)`` L2-normalised text-query embeddings, the uncached ones in one batch.
+        """``(n, dim)`` L2-normalised text-query embeddings, each uncached text encoded once and **alone**.
 
-        Later text searches with the same (stripped) query text reuse them, so calling this first with all
-        queries of a turn batches their encoder passes.
+        Alone, because the int8 ONNX encoder quantises its activations per batch: a text's vector moved with its
+        batch companions (cosine 0.993 to itself alone, measured), so answers depended on which queries a turn
+        grouped and, through this cache, on what the process had asked before (a dev evaluation run twice gave
+        different top-1 counts). Later text searches with the same (stripped) query text reuse the vectors.
 
         Raises:
             QueryError: For an empty query, or an embedder whose dimension does not fit the bundle.
@@ -465,7 +467,9 @@ class Searcher:
         rows: list[np.ndarray | None] = [self._query_texts.get(key) for key in keys]
         todo = list(dict.fromkeys(t for t, row in zip(texts, rows, strict=True) if row is None))
         if todo:
-            vectors = np.asarray(self.text_embedder.encode(todo), dtype=np.float32).reshape(len(todo), -1)
+            vectors = np.concatenate(
+                [np.asarray(self.text_embedder.encode([t]), dtype=np.float32).reshape(1, -1) for t in todo]
+            )
             dim = int(self.bundle.text_index.d)
             if vectors.shape[1] != dim:
                 raise QueryError(

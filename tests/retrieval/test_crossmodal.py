@@ -174,7 +174,7 @@ def test_query_images_are_embedded_once_and_in_one_batch(image_bundle: Path) -> 
     assert [h.image_id for h in s.search_image(red, k=2)] == [h.image_id for h in first]
 
 
-def test_text_queries_are_embedded_once_and_in_one_batch(tiny_bundle: Path) -> None:
+def test_text_queries_are_embedded_once_and_each_alone(tiny_bundle: Path) -> None:
     real = Bundle.open(tiny_bundle).text_embedder()
     calls: list[int] = []
 
@@ -188,10 +188,30 @@ def test_text_queries_are_embedded_once_and_in_one_batch(tiny_bundle: Path) -> N
     queries = ["dural tail mass", "enhancing mass in the internal auditory canal"]
     spied = Searcher(tiny_bundle, text_embedder=Spy())
     vectors = spied.embed_queries([*queries, queries[0]])
-    assert calls == [2] and vectors.shape == (3, real.dim)
+    assert calls == [1, 1] and vectors.shape == (3, real.dim)  # once per text, never batched together
     np.testing.assert_array_equal(vectors[0], vectors[2])
     plain = Searcher(tiny_bundle)
     for q in queries:
         got = [(h.vector_id, round(h.scores.fused, 6)) for h in spied.search_text(f"  {q} ", k=4)]
         assert got == [(h.vector_id, round(h.scores.fused, 6)) for h in plain.search_text(q, k=4)]
-    assert calls == [2]  # the searches reused the batch
+    assert calls == [1, 1]  # the searches reused the vectors
+
+
+def test_a_query_vector_does_not_depend_on_the_queries_beside_it(tiny_bundle: Path) -> None:
+    """An encoder whose output depends on its batch (as int8 dynamic quantisation does): the vector of a query
+    is the same whether it comes alone, with others, or after them (from the cache)."""
+    real = Bundle.open(tiny_bundle).text_embedder()
+
+    class BatchDependent:
+        dim = real.dim
+
+        def encode(self, texts, **kw):  # type: ignore[no-untyped-def]
+            vectors = np.asarray(real.encode(texts, **kw), dtype=np.float32)
+            vectors[:, 0] += 0.1 * (len(texts) - 1)  # the batch shifts every vector
+            return vectors
+
+    alone = Searcher(tiny_bundle, text_embedder=BatchDependent()).embed_queries(["dural tail mass"])[0]
+    together = Searcher(tiny_bundle, text_embedder=BatchDependent()).embed_queries(
+        ["enhancing mass in the internal auditory canal", "dural tail mass", "pituitary mass"]
+    )[1]
+    np.testing.assert_array_equal(alone, together)
