@@ -382,3 +382,36 @@ def test_terms_carry_their_training_base_rate() -> None:
     assert prior["hypodense"] == 0.25 and prior["frontal lobe"] == 0.05 and prior["extra-axial"] is None
     again = Findings.from_dict(json.loads(json.dumps(f.to_dict())))
     assert {t.value: t.prior for t in again.terms} == prior
+
+
+@pytest.mark.parametrize(
+    ("modality", "sequence", "said"),
+    [
+        (("MR", 0.97, True), ("t2", 0.52, False), True),  # uncertain sequence, confident modality: hedged
+        (("MR", 0.97, True), ("t2", 0.29, False), False),  # below SEQUENCE_HINT
+        (("MR", 0.97, True), ("t2", 0.80, True), False),  # stated in the header instead
+        (("MR", 0.74, False), ("t2", 0.52, False), False),  # no modality: no sequence either
+    ],
+)
+def test_an_uncertain_sequence_is_said_hedged_with_its_probability(modality, sequence, said) -> None:
+    from vlm.findings import SEQUENCE_HINT, header_text, sequence_hint
+
+    f = Findings(
+        modality=FindingValue(modality[0], modality[1], "modality", modality[2]),
+        sequence=FindingValue(sequence[0], sequence[1], "sequence", sequence[2]),
+        plane=FindingValue("axial", 0.95, "plane", True),
+        terms=[
+            FindingValue("hyperintense", 0.62, "signal", True, True),
+            FindingValue("mass", 0.35, "appearance", False, True),
+        ],
+    )
+    f.header = header_text(f)
+    text = findings_sentence(f)
+    hint = sequence_hint(f)
+    assert bool(hint) is said and (sequence[1] >= SEQUENCE_HINT or not said)
+    if said:
+        assert hint == f"Sequence uncertain: most likely T2-weighted MR (probability {sequence[1]:.2f})."
+        # in order: what is stated, then the uncertain sequence, then the uncertain terms
+        assert text == f"Axial MR: hyperintense finding. {hint} Possible (less likely than not): mass."
+    else:
+        assert "Sequence uncertain" not in text
