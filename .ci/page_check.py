@@ -31,7 +31,9 @@ def main(url: str, user: str, password: str, screenshot: str) -> int:
             expect(page.get_by_test_id("question-input")).to_be_visible()
             expect(page.get_by_test_id("kb-status")).to_be_visible()
             page.screenshot(path=screenshot)
-            print(f"page_check: signed in as {user}; kb line: {page.get_by_test_id('kb-status').inner_text()!r}")
+            print(
+                f"page_check: signed in as {user}; kb line: {page.get_by_test_id('kb-status').inner_text()!r}"
+            )
             return 0
         finally:
             browser.close()

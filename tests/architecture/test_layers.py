@@ -73,7 +73,9 @@ def test_an_upward_import_inside_a_function_breaks_the_contract(tmp_path: Path) 
         shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("*.pyc", "__pycache__"))
     shutil.copy(CONFIG, tmp_path / ".importlinter")
     gate = tmp_path / "vlm" / "gate.py"
-    gate.write_text(gate.read_text() + "\n\ndef _leak() -> None:\n    from zebra_web import app  # noqa: F401\n")
+    gate.write_text(
+        gate.read_text() + "\n\ndef _leak() -> None:\n    from zebra_web import app  # noqa: F401\n"
+    )
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     done = subprocess.run(
         [str(_lint_imports()), "--config", str(tmp_path / ".importlinter"), "--no-cache"],
