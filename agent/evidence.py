@@ -42,8 +42,20 @@ def confident_attributes(attrs: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-#: Finding-term groups that describe the finding itself (sides are left out: they rarely name a disease).
-FINDING_GROUPS: tuple[str, ...] = ("density", "signal", "enhancement", "appearance", "compartment", "site")
+#: The finding-term group of a tumour type named by the image model (``vlm.findings.TUMOUR_GROUP``).
+TUMOUR_GROUP = "tumour type"
+
+#: Finding-term groups that describe the finding itself (sides are left out: they rarely name a disease), and the
+#: tumour type the image model names inside its domain (``vlm.findings.TUMOUR_GROUP``).
+FINDING_GROUPS: tuple[str, ...] = (
+    "density",
+    "signal",
+    "enhancement",
+    "appearance",
+    "compartment",
+    "site",
+    TUMOUR_GROUP,
+)
 
 
 def finding_terms(
@@ -153,6 +165,9 @@ def plan_queries(
     )
     if seen:
         queries.append({"text": seen, "purpose": "image findings", "weight": 0.5})
+        # a named tumour type is a diagnosis, not a finding word: alone, generic words cannot drown it
+        for kind in finding_terms(findings, groups=(TUMOUR_GROUP,)):
+            queries.append({"text": kind, "purpose": "image findings", "weight": 0.5})
     if intent == "literature" and topic:
         queries.append({"text": topic, "purpose": "literature", "weight": 1.0})
     return queries

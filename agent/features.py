@@ -31,6 +31,7 @@ appendicitis), at inference and in the fit alike;
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -261,14 +262,21 @@ def _locate(cand: Candidate, by_id: dict[str, dict[str, Any]]) -> str:
 
 
 def _agreed(terms: Sequence[str], items: Sequence[dict[str, Any]]) -> list[str]:
-    """The image's finding terms that the candidate's evidence text mentions."""
+    """The image's finding terms that the candidate's evidence text mentions (vocabulary terms through its
+    spellings and negation rule; others, such as a tumour type, as whole words)."""
     if not terms:
         return []
     from vlm.findings import load_vocabulary
 
+    vocab = load_vocabulary()
     text = " ".join(str(e.get("text") or e.get("quote") or "") for e in items)
-    said = load_vocabulary().extract(text)
-    return [t for t in terms if t in said]
+    said = vocab.extract(text)
+    low = text.lower()
+    return [
+        t
+        for t in terms
+        if t in said or (t not in vocab.names and re.search(rf"\b{re.escape(t.lower())}s?\b", low))
+    ]
 
 
 def feature_matrix(candidates: Sequence[Candidate]) -> np.ndarray:

@@ -39,11 +39,12 @@ def question_templates(language: str = "en") -> dict[str, Any]:
 
 
 def input_terms(history: str, captions: Sequence[str], image_terms: Sequence[str]) -> set[str]:
-    """Finding-vocabulary terms the inputs already give."""
+    """Finding-vocabulary terms the inputs already give (an image term outside the vocabulary, such as a tumour
+    type, answers none of the questions)."""
     from vlm.findings import load_vocabulary
 
     vocab = load_vocabulary()
-    return vocab.extract("\n".join([history, *captions])) | set(image_terms)
+    return vocab.extract("\n".join([history, *captions])) | {t for t in image_terms if t in vocab.names}
 
 
 def choose_questions(

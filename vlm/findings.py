@@ -15,6 +15,10 @@ terms above a lower *query threshold* (the best out-of-fold F1 on the training i
 retrieval and the agreement features of the agent, and the caption says them only hedged, in a separate
 "Possible (less likely than not): ..." sentence.
 
+A tumour-type head (glioma, meningioma, pituitary adenoma, no tumour), fitted on the brain-tumour MRI set, names
+the type only inside its applicability domain: a stated MR that a domain head places among that set's images
+(:meth:`FindingsModel._tumour_type`, :mod:`vlm.train.tumour_type`).
+
 The weights live in a safetensors file beside the checkpoint (``<stem>.findings.safetensors``, digest in the
 checkpoint JSON's ``findings`` block); nothing is unpickled.
 """
@@ -366,11 +370,39 @@ class FindingsModel:
                         name, float(p), group, bool(p >= head.threshold), bool(p >= cue_at), priors.get(name)
                     )
                 )
-            terms.sort(key=lambda t: -t.confidence)
             _consistent(terms, modality)
+        kind = self._tumour_type(probs, modality)
+        if kind is not None:
+            terms.append(kind)
+        terms.sort(key=lambda t: -t.confidence)
         findings = Findings(modality, sequence, plane, terms)
         findings.header = header_text(findings)
         return findings
+
+    def _tumour_type(
+        self, probs: Mapping[str, np.ndarray], modality: FindingValue | None
+    ) -> FindingValue | None:
+        """The tumour-type head's value as a term of group :data:`TUMOUR_GROUP`, or ``None``.
+
+        It speaks only inside its training domain: a stated MR, and the domain head's probability that the image
+        is like the tumour set's at least that head's threshold; ``no tumour`` is never a term; below the head's
+        query threshold it is silent, below its stated threshold it is a cue (said hedged).
+        """
+        head, domain = self.heads.get(TUMOUR_TYPE), self.heads.get(TUMOUR_DOMAIN)
+        if head is None or domain is None or TUMOUR_TYPE not in probs or TUMOUR_DOMAIN not in probs:
+            return None
+        if modality is None or not modality.stated or modality.value != "MR":
+            return None
+        inside = float(np.asarray(probs[TUMOUR_DOMAIN])[domain.classes.index(IN_DOMAIN)])
+        if inside < domain.threshold:
+            return None
+        p = np.asarray(probs[TUMOUR_TYPE], dtype=np.float64)
+        j = int(np.argmax(p))
+        value, conf = head.classes[j], float(p[j])
+        cue_at = head.query_threshold if head.query_threshold is not None else head.threshold
+        if value == NO_TUMOUR or conf < cue_at:
+            return None
+        return FindingValue(value, conf, TUMOUR_GROUP, conf >= head.threshold, True)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: Path) -> dict[str, Any]:
@@ -533,6 +565,25 @@ def possible_terms(findings: Findings) -> list[str]:
     return out[:MAX_POSSIBLE]
 
 
+#: Heads fitted on the brain-tumour MRI set (:mod:`vlm.train.tumour_type`): the tumour type, and whether an image
+#: is like that set's images (its applicability domain).
+TUMOUR_TYPE = "tumour_type"
+TUMOUR_DOMAIN = "tumour_domain"
+TUMOUR_GROUP = "tumour type"
+NO_TUMOUR = "no tumour"
+IN_DOMAIN = "tumour set"
+
+
+def tumour_sentence(findings: Findings) -> str:
+    """``"Appearance of a meningioma (tumour-type head, probability 0.97)."`` for a stated tumour type, else
+    ``""`` (a cue is said in the hedged sentence)."""
+    kind = next((t for t in findings.terms if t.group == TUMOUR_GROUP and t.stated), None)
+    if kind is None:
+        return ""
+    article = "an" if kind.value[:1] in "aeiou" else "a"
+    return f"Appearance of {article} {kind.value} (tumour-type head, probability {kind.confidence:.2f})."
+
+
 #: The most probable sequence is said, hedged with its probability, when the sequence head does not state it
 #: but gives it at least this calibrated probability (only within a stated modality: the sequence head then
 #: chooses among that modality's sequences). Real captions name the sequence far more often than the head
@@ -564,7 +615,11 @@ def findings_sentence(findings: Findings) -> str:
     """
     possible = possible_terms(findings)
     hedge = "Possible (less likely than not): " + ", ".join(possible) + "." if possible else ""
-    return " ".join(s for s in (_stated_sentence(findings), sequence_hint(findings), hedge) if s)
+    return " ".join(
+        s
+        for s in (_stated_sentence(findings), tumour_sentence(findings), sequence_hint(findings), hedge)
+        if s
+    )
 
 
 def _stated_sentence(findings: Findings) -> str:

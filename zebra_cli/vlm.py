@@ -320,7 +320,9 @@ def fit_findings_cmd(
     ),
     split: str = typer.Option("train", "--split", help="Training split (dev/test are refused)."),
 ) -> None:
-    """Fit the finding heads (modality, sequence, plane, appearance and site terms) on MedPix train images."""
+    """Fit the finding heads (modality, sequence, plane, appearance and site terms) on MedPix train images.
+
+    The tumour-type heads read the same projection and are dropped: run fit-tumour-type afterwards."""
     from vlm.backends.builtin import BuiltinVLM
     from vlm.checkpoint import default_checkpoint
     from vlm.train.findings import fit_findings, write_findings
@@ -329,6 +331,30 @@ def fit_findings_cmd(
     model = fit_findings(BuiltinVLM(ckpt), medpix, split=split)
     block = write_findings(ckpt, model)
     _echo_json({k: {kk: vv for kk, vv in v.items() if kk != "positives"} for k, v in block["cv"].items()})
+
+
+@vlm_app.command("fit-tumour-type")
+def fit_tumour_type_cmd(
+    tumor: Path = typer.Option(
+        ..., "--tumor", help="Brain-tumour YOLO folder (data.yaml, train/images, train/labels)."
+    ),
+    medpix: Path = typer.Option(
+        ..., "--medpix", help="MedPix 2.0 folder (the domain head's negatives, train split)."
+    ),
+    checkpoint: Path | None = typer.Option(
+        None, "--checkpoint", help="The .safetensors checkpoint (default: the shipped one); updated in place."
+    ),
+) -> None:
+    """Fit the tumour-type head and its domain head on the tumour set's train split (after fit-findings)."""
+    from vlm.backends.builtin import BuiltinVLM
+    from vlm.checkpoint import default_checkpoint
+    from vlm.train.findings import write_findings
+    from vlm.train.tumour_type import fit_tumour_type
+
+    ckpt = checkpoint or default_checkpoint()
+    model, reports = fit_tumour_type(BuiltinVLM(ckpt), tumor, medpix)
+    write_findings(ckpt, model)
+    _echo_json(reports)
 
 
 @vlm_app.command("info")
