@@ -192,6 +192,10 @@ def eval_cmd(
         None, "--findings", help="MedPix 2.0 folder: finding heads and caption term F1 on real captions."
     ),
     findings_split: str = typer.Option("dev", "--findings-split", help="MedPix split for --findings."),
+    tumour_type: Path | None = typer.Option(
+        None, "--tumour-type", help="Brain-tumour YOLO folder: the tumour-type head on its --tumour-split."
+    ),
+    tumour_split: str = typer.Option("valid", "--tumour-split", help="Split for --tumour-type."),
     protocol: str = typer.Option(
         "nova",
         "--protocol",
@@ -202,14 +206,16 @@ def eval_cmd(
 ) -> None:
     """mAP@0.3/0.5/[.5:.95] and ACC50 (--protocol), pointing game and anomaly AUROC on --data; change accuracy
     on --pairs; retrieval recall; finding-head accuracy and caption term F1 against the real MedPix captions
-    (--findings)."""
+    (--findings); the tumour-type head on a labelled brain-tumour split (--tumour-type)."""
     from eval.metrics.localisation import PROTOCOLS
     from vlm.eval.run import evaluate_detection, evaluate_pairs, evaluate_retrieval
     from vlm.registry import create_vlm
     from zebra.config import get_settings
 
-    if not data and not pairs and retrieval is None and findings is None:
-        raise ConfigError("Nothing to evaluate.", hint="Pass --data, --pairs, --retrieval and/or --findings.")
+    if not data and not pairs and retrieval is None and findings is None and tumour_type is None:
+        raise ConfigError(
+            "Nothing to evaluate.", hint="Pass --data, --pairs, --retrieval, --findings and/or --tumour-type."
+        )
     if protocol.strip().lower() not in PROTOCOLS:  # before the model loads
         raise ConfigError(f"Unknown protocol: {protocol}.", hint=f"Use any of: {', '.join(PROTOCOLS)}.")
     backend = create_vlm(_vlm_spec(vlm), device=get_settings().models.device)
@@ -230,6 +236,10 @@ def eval_cmd(
         )
     if findings is not None:
         report["findings"] = findings_report(backend, findings, findings_split, progress=progress)
+    if tumour_type is not None:
+        from vlm.eval.tumour_eval import evaluate_tumour_type
+
+        report["tumour_type"] = evaluate_tumour_type(backend, tumour_type, split=tumour_split, limit=limit)
     _echo_json(report)
 
 

@@ -215,3 +215,42 @@ def test_a_named_tumour_type_gets_its_own_image_query() -> None:
         findings=[{**finding, "accepted": False}],
     )
     assert not [q for q in queries if q["purpose"] == "image findings"]
+
+
+def test_evaluate_tumour_type_reports_head_domain_and_what_is_said(tmp_path: Path) -> None:
+    """A fake backend whose features code each image's intensity; the heads read them exactly."""
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from vlm.eval.tumour_eval import evaluate_tumour_type
+
+    _write_yolo(tmp_path, 15, np.random.default_rng(2))
+    for split in ("train", "valid"):
+        for label in (tmp_path / split / "labels").glob("*.txt"):
+            c = int(label.read_text().split()[0]) if label.read_text().strip() else 2
+            pixels = np.zeros((32, 32), np.uint8)
+            pixels[:, : 6 * (c + 1)] = 255  # the class as the width of a bright band (survives any rescaling)
+            Image.fromarray(pixels).save(tmp_path / split / "images" / f"{label.stem}.png")
+            (tmp_path / split / "images" / f"{label.stem}.jpg").unlink()
+
+    class Fake:
+        def predict(self, arrays, batch_size=16):
+            idx = [round(float(np.mean(np.asarray(a) > 0.5 * np.max(a))) * 32 / 6) - 1 for a in arrays]
+            return [SimpleNamespace(findings=np.eye(4)[i] * 20) for i in idx]
+
+    model = _model("meningioma", 0.0, 8.0)  # modality always MR, domain always inside
+    # type head: the one-hot feature picks the class (KINDS order = the set's class order)
+    model.heads[TUMOUR_TYPE].coef = np.eye(4)
+    fake = Fake()
+    fake.findings_model = model
+    report = evaluate_tumour_type(fake, tmp_path, split="valid")
+    assert report["n_images"] == 60 and report["head"]["accuracy"] == 1.0
+    assert report["head"]["recall"] == {k: 1.0 for k in KINDS}
+    assert report["domain"]["inside_share"] == 1.0
+    said = report["as_said"]
+    assert said["n_tumour_images"] == 45 and said["named_share"] == 1.0 and said["named_accuracy"] == 1.0
+    assert said["named_on_tumour_free"] == 0
+    with pytest.raises(Exception, match="no tumour-type heads"):
+        fake.findings_model = None
+        evaluate_tumour_type(fake, tmp_path)

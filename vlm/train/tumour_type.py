@@ -42,6 +42,7 @@ TYPE_STATED = 0.9
 TYPE_CUE = 0.5
 DOMAIN_STATED = 0.9
 OUT_OF_DOMAIN = "other"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,11 @@ def labelled_tumour_images(root: str | Path, split: str) -> list[TumourImage]:
             f"Tumour classes {unknown} have no caption words.", hint=f"Known: {sorted(CLASS_WORDS)}."
         )
     out = []
-    for path in sorted((root / split / "images").glob("*.jpg")):
+    folder = root / split / "images"
+    paths = (
+        sorted(q for q in folder.glob("*") if q.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+    )
+    for path in paths:
         label_file = root / split / "labels" / f"{path.stem}.txt"
         rows = label_file.read_text(encoding="utf-8").split("\n") if label_file.is_file() else []
         classes = {CLASS_WORDS[names[int(r.split()[0])]] for r in rows if r.strip()}
