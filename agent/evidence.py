@@ -83,6 +83,33 @@ def finding_terms(
     return list(dict.fromkeys(out))
 
 
+#: Words by which a candidate's name shows it is of a tumour type the image model names (a glioblastoma and an
+#: astrocytoma are gliomas; a macroadenoma of the pituitary is a pituitary adenoma).
+TUMOUR_TYPE_WORDS: dict[str, tuple[str, ...]] = {
+    "glioma": ("glioma", "glioblastoma", "astrocytoma", "oligodendroglioma"),
+    "meningioma": ("meningioma",),
+    "pituitary adenoma": ("pituitary", "macroadenoma", "microadenoma"),
+}
+
+
+def tumour_types(findings: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Tumour type -> its highest probability among the accepted images that name it (stated or cue)."""
+    out: dict[str, float] = {}
+    for f in findings:
+        if not f.get("accepted", True):
+            continue
+        for t in (f.get("findings") or {}).get("terms") or []:
+            if t.get("group") == TUMOUR_GROUP and (t.get("stated") or t.get("cue")):
+                out[str(t["value"])] = max(out.get(str(t["value"]), 0.0), float(t.get("confidence") or 0.0))
+    return out
+
+
+def names_tumour_type(label: str, kind: str) -> bool:
+    """Whether a diagnosis name is of tumour type ``kind`` (:data:`TUMOUR_TYPE_WORDS`, whole words)."""
+    low = label.lower()
+    return any(re.search(rf"\b{re.escape(w)}s?\b", low) for w in TUMOUR_TYPE_WORDS.get(kind, (kind,)))
+
+
 def imaged_region(findings: Sequence[dict[str, Any]]) -> str | None:
     """``"head"`` when an image was accepted and analysed by the image model (which reads head CT/MR only)."""
     ok = [f for f in findings if f.get("accepted", True) and f.get("id") and f.get("gate")]

@@ -26,13 +26,16 @@ regions (:func:`agent.anatomy.candidate_region` ``"other"``) are not candidates 
 appendicitis), at inference and in the fit alike;
 - ``finding_agreement``: share of the image's confident finding terms (appearance, compartment, site:
   :class:`vlm.types.Findings`) that the candidate's evidence text mentions (0 without findings).
+- ``image_diagnosis``: the probability the image model gives a tumour type (glioma, meningioma, pituitary
+  adenoma: named only inside its domain, docs/vlm.md) when the candidate's name is of that type
+  (:func:`agent.evidence.names_tumour_type`); 0 otherwise.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -40,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from agent.anatomy import candidate_region, consistent_with
-from agent.evidence import content_words
+from agent.evidence import content_words, names_tumour_type
 from retrieval.aggregate import aggregate_diagnoses, primary_label
 from retrieval.diagnosis import DiagnosisMatcher, content_tokens, normalize_diagnosis
 
@@ -63,6 +66,7 @@ FEATURES: tuple[str, ...] = (
     "qr_discussions",
     "region_head",
     "finding_agreement",
+    "image_diagnosis",
 )
 #: Query purposes whose per-query ranks are features (``qr_<purpose>``).
 RANKED_QUERIES: tuple[str, ...] = ("case", "captions", "discussions")
@@ -152,6 +156,7 @@ def build_candidates(
     matcher: DiagnosisMatcher | None = None,
     imaged_region: str | None = None,
     finding_terms: Sequence[str] = (),
+    tumour_types: Mapping[str, float] | None = None,
 ) -> list[Candidate]:
     """Candidates with features (module docstring), in aggregated-score order (image-only ones last).
 
@@ -164,6 +169,7 @@ def build_candidates(
         matcher: Diagnosis-name judge (lexical by default).
         imaged_region: Region of the accepted images (``"head"``), ``None`` without one.
         finding_terms: The image's confident finding terms (:func:`agent.evidence.finding_terms`).
+        tumour_types: Tumour type -> probability named by the image model (:func:`agent.evidence.tumour_types`).
     """
     matcher = matcher or DiagnosisMatcher()
     text_items = [e for e in evidence if e.get("via", "text") == "text"]
@@ -248,6 +254,10 @@ def build_candidates(
         cand.features["region_head"] = float(imaged_region is not None and cand.region == "head")
         cand.agreed = _agreed(finding_terms, items)
         cand.features["finding_agreement"] = len(cand.agreed) / len(finding_terms) if finding_terms else 0.0
+        cand.features["image_diagnosis"] = max(
+            (p for kind, p in (tumour_types or {}).items() if names_tumour_type(cand.label, kind)),
+            default=0.0,
+        )
     if imaged_region is not None:
         candidates = [c for c in candidates if consistent_with(c.region, imaged_region)]
     return candidates

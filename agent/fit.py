@@ -59,6 +59,29 @@ class FitCase:
     findings: str = ""
 
 
+def load_tumour_cases(root: str | Path, per_class: int = 60, seed: int = 0) -> list[FitCase]:
+    """Image-only fit cases from a brain-tumour set's **train** split: ``per_class`` images of each class
+    (glioma, meningioma, pituitary adenoma, no tumour), drawn with ``seed``; the gold diagnosis is the class.
+
+    They give the ``image_diagnosis`` feature its weight: on MedPix images the tumour-type head is silent.
+    The head was fitted on these same images, so it is more confident on them than on new ones (docs/agent.md).
+
+    Raises:
+        ConfigError: As :func:`vlm.train.tumour_type.read_tumour_images` (``valid``/``test`` are refused).
+    """
+    from vlm.train.tumour_type import read_tumour_images
+
+    images = read_tumour_images(root, "train")
+    rng = np.random.default_rng(seed)
+    out = []
+    for label in sorted({im.label for im in images if im.label is not None}):
+        rows = [im for im in images if im.label == label]
+        for i in sorted(rng.choice(len(rows), size=min(per_class, len(rows)), replace=False)):
+            im = rows[int(i)]
+            out.append(FitCase(im.path.stem, "", [], label, [str(im.path)]))
+    return out
+
+
 def _clean(value: Any) -> str:
     from zebra_datasets.text import clean_text
 
@@ -201,7 +224,7 @@ def case_features(
     In the ``image`` setting the images also go through ``vlm`` (its findings join the queries, and the
     region and finding-agreement features are computed) and the captions are left out.
     """
-    from agent.evidence import finding_terms, imaged_region, perception_text
+    from agent.evidence import finding_terms, imaged_region, perception_text, tumour_types
     from retrieval.diagnosis import DiagnosisMatcher
 
     has_images = getattr(searcher.bundle, "image_index", None) is not None
@@ -233,6 +256,7 @@ def case_features(
         max_candidates=max_candidates,
         imaged_region=imaged_region(entries),
         finding_terms=finding_terms(entries),
+        tumour_types=tumour_types(entries),
     )
     matcher = DiagnosisMatcher()
     return {
@@ -432,6 +456,72 @@ def fit_from_rows(rows: Sequence[dict[str, Any]], *, seed: int = 0) -> dict[str,
     }
 
 
+#: The feature fitted on the tumour-set rows alone (:func:`fit_image_diagnosis`).
+IMAGE_DIAGNOSIS = "image_diagnosis"
+
+
+def _zero_column(rows: Sequence[dict[str, Any]], j: int) -> list[dict[str, Any]]:
+    out = []
+    for r in rows:
+        x = np.asarray(r["x"], dtype=np.float64).reshape(-1, len(FEATURES)).copy()
+        x[:, j] = 0.0
+        out.append({**r, "x": x.tolist()})
+    return out
+
+
+def fit_image_diagnosis(
+    fitted: dict[str, Any], rows: Sequence[dict[str, Any]], *, seed: int = 0
+) -> dict[str, Any]:
+    """Gives ``image_diagnosis`` its weight from the tumour-set rows, every other weight, the temperature and the
+    risk table kept as fitted on the MedPix rows (where the feature is 0), so the tumour rows cannot move them.
+
+    The weight ``a`` (on the raw probability: mean 0, std 1 for this feature) maximises the conditional
+    likelihood of the rows' gold candidates (or of "none" when no candidate is right), bounded to [0, 20];
+    reported out of fold (5 folds grouped by image) next to ``a = 0``. Updates ``fitted`` in place.
+    """
+    from scipy.optimize import minimize_scalar
+
+    j = FEATURES.index(IMAGE_DIAGNOSIS)
+    model = ConditionalLogit.from_dict(fitted["model"], expected=FEATURES)
+    cases = _cases(rows)
+    targets = _targets(cases)
+    base = [model.logits(c.x) for c in cases]
+    extra = [np.concatenate([c.x[:, j], [0.0]]) for c in cases]
+    t = model.temperature
+
+    def nll(a: float, idx: Sequence[int]) -> float:
+        return float(
+            np.mean(
+                [
+                    -math.log(max(float(_softmax((base[i] + a * extra[i]) / t)[targets[i]].sum()), 1e-300))
+                    for i in idx
+                ]
+            )
+        )
+
+    def best(idx: Sequence[int]) -> float:
+        return float(minimize_scalar(lambda a: nll(a, idx), bounds=(0.0, 20.0), method="bounded").x)
+
+    everything = list(range(len(cases)))
+    oof = [np.zeros(0)] * len(cases)
+    for held in _folds(len(cases), FOLDS, seed, groups=[str(r["case_id"]) for r in rows]):
+        held_set = set(held.tolist())
+        a = best([i for i in everything if i not in held_set])
+        for i in held:
+            oof[i] = _softmax((base[i] + a * extra[i]) / t)
+    a = best(everything)
+    fitted["model"]["mean"][j], fitted["model"]["std"][j], fitted["model"]["weights"][j] = 0.0, 1.0, a
+    fitted["cv"][IMAGE_DIAGNOSIS] = {
+        "weight": round(a, 4),
+        "n_rows": len(cases),
+        "oof": _metrics(oof, cases),
+        "without": _metrics([_softmax(b / t) for b in base], cases),
+        "note": "weight fitted on the tumour-set rows only, the rest of the model held fixed",
+    }
+    log.info("image_diagnosis: weight %.3f on %d tumour rows", a, len(cases))
+    return fitted
+
+
 def fit(
     bundle: str | Path,
     medpix: str | Path,
@@ -445,9 +535,12 @@ def fit(
     verify: bool = True,
     settings: Sequence[str] = FIT_SETTINGS,
     vlm_spec: str = "builtin",
+    tumour: str | Path | None = None,
+    tumour_per_class: int = 60,
 ) -> dict[str, Any]:
     """Collects features (leave-one-out) in each input setting, fits, and writes the weights JSON; returns
-    its content. The ``image`` setting runs the VLM ``vlm_spec`` on the cases' shipped images."""
+    its content. The ``image`` setting runs the VLM ``vlm_spec`` on the cases' shipped images; ``tumour`` (a
+    brain-tumour YOLO folder) adds image-only rows of its train split (:func:`load_tumour_cases`)."""
     from agent.resources import open_searcher
 
     cases = load_medpix_cases(medpix, split)
@@ -460,7 +553,19 @@ def fit(
 
         vlm = create_vlm(vlm_spec)
     rows = collect_features(searcher, cases, settings=settings, vlm=vlm, cache=cache, progress=progress)
-    fitted = fit_from_rows(rows)
+    # the MedPix rows fit every weight but image_diagnosis (0 there: the tumour type speaks on almost no MedPix
+    # image, and a handful of values would only add noise); the tumour rows then fit that one weight
+    fitted = fit_from_rows(_zero_column(rows, FEATURES.index(IMAGE_DIAGNOSIS)))
+    tumour_cases = load_tumour_cases(tumour, tumour_per_class) if tumour else []
+    if tumour_cases:
+        if vlm is None:
+            from vlm.registry import create_vlm
+
+            vlm = create_vlm(vlm_spec)
+        extra = collect_features(
+            searcher, tumour_cases, settings=("image",), vlm=vlm, cache=cache, progress=progress
+        )
+        fit_image_diagnosis(fitted, extra)
     manifest = getattr(searcher.bundle, "manifest", {}) or {}
     payload = {
         "format": 1,
@@ -478,6 +583,14 @@ def fit(
             "search, no caption; folds grouped by case",
             "n_cases_with_images": len({r["case_id"] for r in rows if r.get("n_images")}),
             "settings": {s: sum(1 for r in rows if r.get("setting", "text") == s) for s in settings},
+            **(
+                {
+                    "tumour": f"{tumour} (train split): {len(tumour_cases)} images, {tumour_per_class} per class, "
+                    "image only, gold = the class; they fit the image_diagnosis weight alone"
+                }
+                if tumour_cases
+                else {}
+            ),
             "n_rows": len(rows),
         },
         "bundle": {

@@ -209,6 +209,10 @@ def fit_cmd(
         help="Input settings of the rows: text (history + captions), history, image (history + images).",
     ),
     vlm: str = typer.Option("builtin", "--vlm", help="VLM spec for the image setting."),
+    tumor: Path | None = typer.Option(
+        None, "--tumor", help="Brain-tumour YOLO folder: image-only rows of its train split (tumour types)."
+    ),
+    tumor_per_class: int = typer.Option(60, "--tumor-per-class", min=1, help="Tumour images per class."),
 ) -> None:
     """Fit and calibrate the builtin reasoner on a training split (leave-one-out retrieval); prints a summary."""
     from agent.fit import FIT_SETTINGS, fit
@@ -219,6 +223,8 @@ def fit_cmd(
 
     _set_threads(threads)
     command = f"zebra agent fit --bundle {bundle} --medpix {medpix} --split {split} --out {out} --settings {settings}"
+    if tumor is not None:
+        command += f" --tumor {tumor} --tumor-per-class {tumor_per_class}"
     payload = fit(
         bundle,
         medpix,
@@ -231,6 +237,8 @@ def fit_cmd(
         verify=verify,
         settings=chosen,
         vlm_spec=vlm,
+        tumour=tumor,
+        tumour_per_class=tumor_per_class,
     )
     summary = {
         "out": str(out),

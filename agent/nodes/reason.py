@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent.configuration import Configuration
-from agent.evidence import finding_terms, imaged_region, perception_text
+from agent.evidence import finding_terms, imaged_region, perception_text, tumour_types
 from agent.features import build_candidates
 from agent.nodes.common import model_outputs, note, traced
 from agent.reasoners.base import ReasoningRequest
@@ -30,6 +30,7 @@ def make_request(state: AgentState, ctx: AgentContext, cfg: Configuration) -> Re
         max_candidates=cfg.max_candidates,
         imaged_region=imaged_region(findings),
         finding_terms=finding_terms(findings),
+        tumour_types=tumour_types(findings),
     )
     probs, null = ctx.resources.get_scorer().score(candidates)
     return ReasoningRequest(

@@ -120,16 +120,22 @@ class BuiltinReasoner:
         captions = [m for m in request.model_outputs if m.get("what") == "caption"]
         # The image model is cited only where its output supports the claim: the candidate's evidence names a
         # finding that the cited caption itself states (a low-confidence cue is not said, so it cannot be
-        # cited), and the candidate can be in the imaged region.
-        if cand.agreed and captions and cand.region != "other":
+        # cited), or the caption names the candidate's tumour type; and the candidate can be in the imaged region.
+        if captions and cand.region != "other":
+            from agent.evidence import TUMOUR_TYPE_WORDS, names_tumour_type
             from vlm.findings import load_vocabulary
 
-            said = load_vocabulary().extract(str(captions[0].get("quote") or captions[0].get("text") or ""))
+            text = str(captions[0].get("quote") or captions[0].get("text") or "")
+            said = load_vocabulary().extract(text)
             supported = [term for term in cand.agreed if term in said]
+            kinds = [k for k in TUMOUR_TYPE_WORDS if k in text.lower() and names_tumour_type(cand.label, k)]
+            if kinds:
+                parts.append(fill(t["rationale_type"], kind=kinds[0], cite=captions[0]["id"]))
             if supported:
                 parts.append(
                     fill(t["rationale_findings"], terms=", ".join(supported[:4]), cite=captions[0]["id"])
                 )
+            if supported or kinds:
                 cites.append(captions[0]["id"])
         return " ".join(p.strip() for p in parts).strip(), list(dict.fromkeys(cites))
 

@@ -384,3 +384,35 @@ def test_hidden_labels_never_reach_the_agent(make_agent, bundle_doc_ids) -> None
     # the next run without hiding sees it again (the view is per run)
     _, again = agent.run("What is the diagnosis?", history=HISTORY)
     assert "Meningioma" in {c["label"] for c in again.get("candidates") or []}
+
+
+def test_a_named_tumour_type_is_cited_on_the_candidates_of_that_type_only() -> None:
+    from agent.features import build_candidates
+    from agent.reasoners.base import ReasoningRequest
+    from agent.reasoners.builtin import BuiltinReasoner
+
+    candidates = build_candidates(_evidence(), tumour_types={"glioma": 0.95})
+    request = ReasoningRequest(
+        question="",
+        intent="diagnosis",
+        history="",
+        captions=[],
+        evidence=_evidence(),
+        image_evidence=[],
+        model_outputs=[
+            {
+                "id": "M1",
+                "what": "caption",
+                "quote": "Axial MR. Appearance of a glioma (tumour-type head, probability 0.95).",
+            }
+        ],
+        candidates=candidates,
+        probabilities=[0.3, 0.3, 0.3],
+        null_probability=0.1,
+    )
+    reasoner = BuiltinReasoner()
+    said = {c.label: reasoner.rationale(c, request) for c in candidates}
+    assert "M1" in said["Glioblastoma"][1] and "names its type (glioma) [M1]" in said["Glioblastoma"][0]
+    assert "M1" not in said["Meningioma"][1] and "M1" not in said["Appendicitis"][1]
+    by_label = {c.label: c.features["image_diagnosis"] for c in candidates}
+    assert by_label == {"Meningioma": 0.0, "Appendicitis": 0.0, "Glioblastoma": 0.95}

@@ -254,3 +254,108 @@ def test_evaluate_tumour_type_reports_head_domain_and_what_is_said(tmp_path: Pat
     with pytest.raises(Exception, match="no tumour-type heads"):
         fake.findings_model = None
         evaluate_tumour_type(fake, tmp_path)
+
+
+def test_image_diagnosis_feature_marks_the_candidates_of_the_named_type() -> None:
+    from agent.evidence import names_tumour_type, tumour_types
+    from agent.features import FEATURES, build_candidates
+
+    assert names_tumour_type("Glioblastoma multiforme", "glioma") and names_tumour_type(
+        "Chordoid Glioma", "glioma"
+    )
+    assert names_tumour_type("Acromegaly from pituitary macroadenoma", "pituitary adenoma")
+    assert not names_tumour_type("Meningioma", "glioma") and not names_tumour_type(
+        "Colloid cyst", "pituitary adenoma"
+    )
+    entry = {
+        "id": "M1",
+        "accepted": True,
+        "findings": {
+            "terms": [
+                {
+                    "value": "meningioma",
+                    "group": TUMOUR_GROUP,
+                    "stated": True,
+                    "cue": True,
+                    "confidence": 0.97,
+                },
+                {"value": "glioma", "group": TUMOUR_GROUP, "stated": False, "cue": False, "confidence": 0.02},
+                {"value": "mass", "group": "appearance", "stated": False, "cue": True, "confidence": 0.4},
+            ]
+        },
+    }
+    types = tumour_types([entry, {**entry, "accepted": False}])
+    assert types == {"meningioma": 0.97}  # neither a term below the cue threshold nor a rejected image counts
+    evidence = [
+        {
+            "id": "E1",
+            "via": "text",
+            "kind": "case_report",
+            "diagnosis": "Meningioma, WHO grade 1",
+            "text": "x",
+            "score": 1.0,
+            "rank": 1,
+            "acr_code": "1.3",
+        },
+        {
+            "id": "E2",
+            "via": "text",
+            "kind": "case_report",
+            "diagnosis": "Glioblastoma",
+            "text": "y",
+            "score": 0.9,
+            "rank": 2,
+            "acr_code": "1.3",
+        },
+    ]
+    by_label = {c.label: c.features for c in build_candidates(evidence, tumour_types=types)}
+    assert by_label["Meningioma, WHO grade 1"]["image_diagnosis"] == pytest.approx(0.97)
+    assert by_label["Glioblastoma"]["image_diagnosis"] == 0.0
+    assert "image_diagnosis" in FEATURES
+    assert all(f["image_diagnosis"] == 0.0 for f in (c.features for c in build_candidates(evidence)))
+
+
+def test_tumour_fit_cases_are_image_only_balanced_and_train_only(tmp_path: Path) -> None:
+    from agent.fit import load_tumour_cases
+    from zebra.errors import ConfigError
+
+    _write_yolo(tmp_path, 15, np.random.default_rng(3))
+    cases = load_tumour_cases(tmp_path, per_class=10)
+    assert len(cases) == 40 and {c.gold for c in cases} == set(KINDS)
+    assert all(c.history == "" and not c.captions and len(c.images) == 1 for c in cases)
+    assert load_tumour_cases(tmp_path, per_class=10) == cases  # seeded
+    (tmp_path / "train").rename(tmp_path / "other")
+    with pytest.raises(ConfigError):
+        load_tumour_cases(tmp_path)
+
+
+def test_image_diagnosis_weight_is_fitted_on_the_tumour_rows_alone() -> None:
+    from agent.features import FEATURES
+    from agent.fit import IMAGE_DIAGNOSIS, _zero_column, fit_from_rows, fit_image_diagnosis
+
+    rng = np.random.default_rng(4)
+    d, j = len(FEATURES), FEATURES.index(IMAGE_DIAGNOSIS)
+
+    def row(i: int, typed: bool) -> dict:
+        x = rng.normal(size=(5, d))
+        x[:, j] = 0.0
+        right = int(rng.integers(5))
+        x[right, 0] += 0.5  # the first feature points at the right candidate, weakly
+        if typed:  # the image names the right one's type
+            x[right, j] = 0.95
+        return {
+            "case_id": f"{'t' if typed else 'm'}{i}",
+            "x": x.tolist(),
+            "correct": [k == right for k in range(5)],
+        }
+
+    medpix = [row(i, False) for i in range(60)]
+    fitted = fit_from_rows(_zero_column(medpix, j))
+    before = json.loads(json.dumps(fitted))
+    fit_image_diagnosis(fitted, [row(i, True) for i in range(40)])
+    report = fitted["cv"][IMAGE_DIAGNOSIS]
+    assert report["weight"] > 1.0 and report["oof"]["top1"] > report["without"]["top1"]
+    assert report["oof"]["nll"] < report["without"]["nll"]
+    w, w0 = fitted["model"]["weights"], before["model"]["weights"]
+    assert [v for k, v in enumerate(w) if k != j] == [v for k, v in enumerate(w0) if k != j]  # held fixed
+    assert fitted["risk_control"] == before["risk_control"] and fitted["model"]["std"][j] == 1.0
