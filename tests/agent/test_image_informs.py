@@ -147,24 +147,30 @@ def test_the_anatomy_rule_acts_before_the_candidate_cap() -> None:
     assert abs(sum(c.features["score_share"] for c in with_image) - 1.0) < 1e-9
 
 
-def test_model_citation_only_where_the_finding_supports_it() -> None:
-    from agent.features import build_candidates
+def _request(candidates, caption: str):
+    """A reasoning request over :func:`_evidence` whose image model said ``caption`` (M1)."""
     from agent.reasoners.base import ReasoningRequest
-    from agent.reasoners.builtin import BuiltinReasoner
 
-    candidates = build_candidates(_evidence(), finding_terms=["extra-axial"])  # no image region: all kept
-    request = ReasoningRequest(
+    return ReasoningRequest(
         question="",
         intent="diagnosis",
         history="",
         captions=[],
         evidence=_evidence(),
         image_evidence=[],
-        model_outputs=[{"id": "M1", "what": "caption", "quote": "Axial MR: extra-axial finding."}],
+        model_outputs=[{"id": "M1", "what": "caption", "quote": caption}],
         candidates=candidates,
-        probabilities=[0.3, 0.3, 0.3],
+        probabilities=[0.3] * len(candidates),
         null_probability=0.1,
     )
+
+
+def test_model_citation_only_where_the_finding_supports_it() -> None:
+    from agent.features import build_candidates
+    from agent.reasoners.builtin import BuiltinReasoner
+
+    candidates = build_candidates(_evidence(), finding_terms=["extra-axial"])  # no image region: all kept
+    request = _request(candidates, "Axial MR: extra-axial finding.")
     reasoner = BuiltinReasoner()
     cited = {c.label: reasoner.rationale(c, request)[1] for c in candidates}
     assert "M1" in cited["Meningioma"]
@@ -388,28 +394,10 @@ def test_hidden_labels_never_reach_the_agent(make_agent, bundle_doc_ids) -> None
 
 def test_a_named_tumour_type_is_cited_on_the_candidates_of_that_type_only() -> None:
     from agent.features import build_candidates
-    from agent.reasoners.base import ReasoningRequest
     from agent.reasoners.builtin import BuiltinReasoner
 
     candidates = build_candidates(_evidence(), tumour_types={"glioma": 0.95})
-    request = ReasoningRequest(
-        question="",
-        intent="diagnosis",
-        history="",
-        captions=[],
-        evidence=_evidence(),
-        image_evidence=[],
-        model_outputs=[
-            {
-                "id": "M1",
-                "what": "caption",
-                "quote": "Axial MR. Appearance of a glioma (tumour-type head, probability 0.95).",
-            }
-        ],
-        candidates=candidates,
-        probabilities=[0.3, 0.3, 0.3],
-        null_probability=0.1,
-    )
+    request = _request(candidates, "Axial MR. Appearance of a glioma (tumour-type head, probability 0.95).")
     reasoner = BuiltinReasoner()
     said = {c.label: reasoner.rationale(c, request) for c in candidates}
     assert "M1" in said["Glioblastoma"][1] and "names its type (glioma) [M1]" in said["Glioblastoma"][0]
