@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from vlm.findings import TUMOUR_GROUP
 from vlm.types import ATTRIBUTE_NAMES
 
 log = logging.getLogger(__name__)
@@ -41,9 +42,6 @@ def confident_attributes(attrs: dict[str, Any]) -> dict[str, Any]:
         if attrs.get(n) and float(confidences.get(n, 1.0)) >= ATTRIBUTE_MIN_CONFIDENCE
     }
 
-
-#: The finding-term group of a tumour type named by the image model (``vlm.findings.TUMOUR_GROUP``).
-TUMOUR_GROUP = "tumour type"
 
 #: Finding-term groups that describe the finding itself (sides are left out: they rarely name a disease), and the
 #: tumour type the image model names inside its domain (``vlm.findings.TUMOUR_GROUP``).
@@ -104,10 +102,14 @@ def tumour_types(findings: Sequence[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
+def mentions(text: str, word: str) -> bool:
+    """Whether ``text`` holds ``word`` (or its plural) as whole words, ignoring case."""
+    return re.search(rf"\b{re.escape(word.lower())}s?\b", text.lower()) is not None
+
+
 def names_tumour_type(label: str, kind: str) -> bool:
     """Whether a diagnosis name is of tumour type ``kind`` (:data:`TUMOUR_TYPE_WORDS`, whole words)."""
-    low = label.lower()
-    return any(re.search(rf"\b{re.escape(w)}s?\b", low) for w in TUMOUR_TYPE_WORDS.get(kind, (kind,)))
+    return any(mentions(label, w) for w in TUMOUR_TYPE_WORDS.get(kind, (kind,)))
 
 
 def imaged_region(findings: Sequence[dict[str, Any]]) -> str | None:

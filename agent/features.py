@@ -34,7 +34,6 @@ appendicitis), at inference and in the fit alike;
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -43,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from agent.anatomy import candidate_region, consistent_with
-from agent.evidence import content_words, names_tumour_type
+from agent.evidence import content_words, mentions, names_tumour_type
 from retrieval.aggregate import aggregate_diagnoses, primary_label
 from retrieval.diagnosis import DiagnosisMatcher, content_tokens, normalize_diagnosis
 
@@ -281,12 +280,7 @@ def _agreed(terms: Sequence[str], items: Sequence[dict[str, Any]]) -> list[str]:
     vocab = load_vocabulary()
     text = " ".join(str(e.get("text") or e.get("quote") or "") for e in items)
     said = vocab.extract(text)
-    low = text.lower()
-    return [
-        t
-        for t in terms
-        if t in said or (t not in vocab.names and re.search(rf"\b{re.escape(t.lower())}s?\b", low))
-    ]
+    return [t for t in terms if t in said or (t not in vocab.names and mentions(text, t))]
 
 
 def feature_matrix(candidates: Sequence[Candidate]) -> np.ndarray:

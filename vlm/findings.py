@@ -332,7 +332,10 @@ class FindingsModel:
 
     def predict(self, features: np.ndarray) -> list[Findings]:
         """One :class:`~vlm.types.Findings` per feature row."""
-        probs = self.probabilities(np.atleast_2d(features))
+        return self.from_probabilities(self.probabilities(np.atleast_2d(features)))
+
+    def from_probabilities(self, probs: Mapping[str, np.ndarray]) -> list[Findings]:
+        """One :class:`~vlm.types.Findings` per row of :meth:`probabilities`' output."""
         n = next(iter(probs.values())).shape[0] if probs else 0
         return [self._one({k: v[i] for k, v in probs.items()}) for i in range(n)]
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import ReasonerWeightsError
+from agent.evidence import TUMOUR_TYPE_WORDS, names_tumour_type
 from agent.features import FEATURES, Candidate, feature_matrix
 from agent.prompting import fill, templates
 from agent.reasoners import REASONERS
@@ -122,7 +123,6 @@ class BuiltinReasoner:
         # finding that the cited caption itself states (a low-confidence cue is not said, so it cannot be
         # cited), or the caption names the candidate's tumour type; and the candidate can be in the imaged region.
         if captions and cand.region != "other":
-            from agent.evidence import TUMOUR_TYPE_WORDS, names_tumour_type
             from vlm.findings import load_vocabulary
 
             text = str(captions[0].get("quote") or captions[0].get("text") or "")

@@ -51,7 +51,7 @@ def evaluate_tumour_type(
     inside = probs[TUMOUR_DOMAIN][:, domain.classes.index(IN_DOMAIN)] >= domain.threshold
     named = [
         next((t.value for t in f.terms if t.group == TUMOUR_GROUP and t.stated), None)
-        for f in model.predict(feats)
+        for f in model.from_probabilities(probs)
     ]
     tumour = np.array([y != NO_TUMOUR for y in labels])
     said = np.array([n is not None for n in named])
